@@ -1,0 +1,37 @@
+# `make test` and `make demo` install everything they need themselves.
+VENV   ?= .venv
+PYTHON := $(CURDIR)/$(VENV)/bin/python
+# The venv first on PATH, so Jupyter kernels started by tests run its Python.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install system lint typecheck test demo bench clean
+
+install: system $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+system:
+	@sh .ci/system-packages
+
+lint: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+typecheck: install
+	$(PYTHON) -m mypy --strict ipyrunner tests
+
+test: lint typecheck
+	$(PYTHON) -m pytest
+
+demo: install
+	$(PYTHON) notebooks/run_demos.py
+
+bench: install
+	$(PYTHON) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

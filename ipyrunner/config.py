@@ -1,0 +1,132 @@
+"""Settings: one traitlets Configurable, overridable from the environment.
+
+`%config IPyRunner.timeout = 60` sets a value in a session; `IPYRUNNER_TIMEOUT=60`
+in the environment sets it for every session. Explicit configuration wins over
+the environment, which wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+from traitlets import Bool, Enum, Float, Int, TraitError, TraitType, Unicode
+from traitlets.config import SingletonConfigurable
+
+from .errors import InvalidOption
+
+ENV_PREFIX = "IPYRUNNER_"
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: str | int) -> int:
+    """Parse a byte size such as `65536`, `64K`, `10M`, `1.5GiB` (binary units)."""
+    if isinstance(value, bool):
+        raise InvalidOption(f"invalid size {value!r}: give bytes or a size like 64K, 10M, 1G")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.fullmatch(str(value))
+        if not match:
+            raise InvalidOption(f"invalid size {value!r}: give bytes or a size like 64K, 10M, 1G")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise InvalidOption(f"invalid size {value!r}: it must be greater than zero")
+    return size
+
+
+def parse_seconds(value: str | float, what: str = "timeout") -> float:
+    """Parse a positive, finite number of seconds."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidOption(f"invalid {what} {value!r}: give a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidOption(f"invalid {what} {value!r}: it must be a positive number of seconds")
+    return seconds
+
+
+def parse_count(value: str | int, what: str = "retries") -> int:
+    """Parse a non-negative whole number."""
+    try:
+        count = int(str(value), 10)
+    except ValueError:
+        raise InvalidOption(f"invalid {what} {value!r}: give a whole number >= 0") from None
+    if count < 0:
+        raise InvalidOption(f"invalid {what} {value!r}: it must be 0 or more")
+    return count
+
+
+class ByteSize(TraitType[int, int | str]):
+    """A size in bytes that also accepts strings like `"64K"` or `"10M"`."""
+
+    info_text = "a size in bytes, such as 65536, '64K' or '10M'"
+
+    def validate(self, obj: Any, value: Any) -> int:
+        try:
+            return parse_size(value)
+        except InvalidOption as exc:
+            raise TraitError(str(exc)) from None
+
+    def from_string(self, s: str) -> int:
+        return parse_size(s)
+
+
+class IPyRunner(SingletonConfigurable):
+    """Settings of ipyrunner, shared by the magics, the Python API and the CLI."""
+
+    timeout = Float(300.0, help="Seconds one attempt may run before it is killed.").tag(config=True)
+    grace_period = Float(
+        2.0, help="Seconds between SIGTERM and SIGKILL when a run is stopped."
+    ).tag(config=True)
+    retries = Int(0, help="Further attempts after a failed first one.").tag(config=True)
+    backoff_initial = Float(0.5, help="Seconds to wait before the first retry.").tag(config=True)
+    backoff_max = Float(10.0, help="Longest wait between two attempts, in seconds.").tag(
+        config=True
+    )
+    backoff_jitter = Float(0.5, help="Random seconds (at most) added to each wait.").tag(
+        config=True
+    )
+    max_output = ByteSize(
+        10 << 20, help="Bytes of stdout+stderr a run may write before it is killed."
+    ).tag(config=True)
+    display = Enum(
+        ["auto", "widget", "text", "none"],
+        "auto",
+        help="Live output: a widget in Jupyter, plain text elsewhere ('auto'), or off.",
+    ).tag(config=True)
+    display_rate = Float(10.0, help="Most display updates per second.").tag(config=True)
+    display_limit = Int(
+        100_000, help="Characters of live output kept on screen (the tail, in the widget)."
+    ).tag(config=True)
+    node_executable = Unicode("", help="Node.js for .js scripts; empty: found on PATH.").tag(
+        config=True
+    )
+    bash_executable = Unicode("", help="bash for .sh scripts; empty: found on PATH.").tag(
+        config=True
+    )
+    require_sandbox = Bool(False, help="Turn every unsandboxed run into an error.").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._apply_environment(explicit=set(kwargs))
+
+    def _apply_environment(self, explicit: set[str]) -> None:
+        explicit |= set(self.config.get(type(self).__name__, {}))
+        for name, trait in self.traits(config=True).items():
+            raw = os.environ.get(ENV_PREFIX + name.upper())
+            if raw is None or name in explicit:
+                continue
+            try:
+                setattr(self, name, trait.from_string(raw))
+            except (TraitError, ValueError) as exc:
+                raise InvalidOption(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+
+
+def settings() -> IPyRunner:
+    """The settings in force: the kernel's `IPyRunner` if loaded, else a default one."""
+    return IPyRunner.instance()

@@ -1,0 +1,83 @@
+"""The child's environment: cleared, then rebuilt from an allowlist."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidOption
+
+MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_forwards(specs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """`NAME` (copied from the kernel's environment) or `NAME=VALUE` entries."""
+    if isinstance(specs, Mapping):
+        items = [f"{name}={value}" for name, value in specs.items()]
+    elif isinstance(specs, str):
+        items = [specs]
+    else:
+        items = list(specs)
+    forwarded: dict[str, str] = {}
+    for spec in items:
+        name, sep, value = spec.partition("=")
+        if not _NAME.fullmatch(name):
+            raise InvalidOption(
+                f"--env {spec!r}: give NAME or NAME=VALUE with a valid variable name"
+            )
+        if not sep:
+            if name not in os.environ:
+                raise InvalidOption(
+                    f"--env {name}: {name} is not set in the kernel's environment; "
+                    f"set it or pass --env {name}=VALUE"
+                )
+            value = os.environ[name]
+        if "\x00" in value:
+            raise InvalidOption(f"--env {name}: the value contains a NUL byte")
+        forwarded[name] = value
+    return forwarded
+
+
+@dataclass(frozen=True)
+class PrivateDirs:
+    """A run's own HOME and TMPDIR, removed when the run ends."""
+
+    home: Path
+    tmp: Path
+
+
+@contextmanager
+def private_dirs() -> Iterator[PrivateDirs]:
+    root = Path(tempfile.mkdtemp(prefix="ipyrunner-"))
+    try:
+        dirs = PrivateDirs(home=root / "home", tmp=root / "tmp")
+        dirs.home.mkdir(mode=0o700)
+        dirs.tmp.mkdir(mode=0o700)
+        yield dirs
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def child_environment(
+    dirs: PrivateDirs, project: Path, forward: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The whole environment of a child: nothing of the kernel's unless forwarded."""
+    env = {
+        "PATH": MINIMAL_PATH,
+        "TZ": "UTC",
+        "LANG": "C.UTF-8",
+        "HOME": str(dirs.home),
+        "TMPDIR": str(dirs.tmp),
+        "PROJECT_DIRECTORY": str(project),
+        # Output must stream live, not sit in a block buffer until exit.
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(forward or {})
+    return env

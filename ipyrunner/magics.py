@@ -1,0 +1,78 @@
+"""The notebook face: `%runscript`. Parses arguments, talks to the namespace,
+picks a display, and leaves everything else to the Python API."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .config import settings
+from .display import choose_sink
+from .errors import InvalidOption
+from .scripts import RunResult, run_script
+
+
+def _identifier(value: str) -> str:
+    if not value.isidentifier():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a valid variable name")
+    return value
+
+
+@magics_class
+class RunnerMagics(Magics):
+    @magic_arguments()
+    @argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds")
+    @argument("--retries", metavar="N", help="further attempts after a failed one (backoff)")
+    @argument("--max-output", metavar="SIZE", help="kill the run past this output (64K, 10M)")
+    @argument("--out", metavar="VAR", type=_identifier, help="bind the RunResult to VAR")
+    @argument(
+        "--env",
+        metavar="NAME[=VALUE]",
+        action="append",
+        default=[],
+        help="forward one variable to the script (repeatable)",
+    )
+    @argument("--no-raise", action="store_true", help="return a failed result instead of raising")
+    @argument("--quiet", action="store_true", help="no live output")
+    @argument("path", help="the script, relative to the project directory")
+    @argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    @line_magic
+    def runscript(self, line: str) -> RunResult:
+        """Run a project script safely and stream its output.
+
+        The path is relative to the project directory (PROJECT_DIRECTORY from
+        the environment or .env, else the current directory) and may not leave
+        it. Options come before the path; everything after it goes to the
+        script. The child gets a cleared environment, a timeout per attempt,
+        retries with exponential backoff, and an output cap.
+        """
+        args = parse_argstring(self.runscript, line)
+        config = settings()
+        sink = choose_sink(config, quiet=args.quiet)
+        try:
+            with sink:
+                result = run_script(
+                    args.path,
+                    *args.args,
+                    timeout=args.timeout,
+                    retries=args.retries,
+                    max_output=args.max_output,
+                    env=args.env,
+                    check=False,
+                    sink=sink,
+                    config=config,
+                )
+        except InvalidOption as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            self.shell_namespace()[args.out] = result
+        return result if args.no_raise else result.check()
+
+    def shell_namespace(self) -> dict[str, Any]:
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace

@@ -1,0 +1,41 @@
+"""Fixtures shared by every tier: a throwaway project with a clean settings object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipyrunner.config import IPyRunner
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[IPyRunner]:
+    """Each test gets its own `IPyRunner` singleton, untouched by the host's IPYRUNNER_*."""
+    for name in list(os.environ):
+        if name.startswith("IPYRUNNER_") and name != "IPYRUNNER_REQUIRE_SANDBOX":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("PROJECT_DIRECTORY", raising=False)
+    monkeypatch.delenv("PYTHON_EXECUTABLE", raising=False)
+    IPyRunner.clear_instance()
+    yield IPyRunner.instance()
+    IPyRunner.clear_instance()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory that is also the current directory."""
+    root = tmp_path / "project"
+    (root / "scripts").mkdir(parents=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def write_script(project: Path, name: str, body: str) -> str:
+    """Write `body` as `project/name` and return the relative path."""
+    path = project / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return name
