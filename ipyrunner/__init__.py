@@ -1,7 +1,8 @@
 """ipyrunner: run notebook code and project scripts isolated, from IPython.
 
-`%load_ext ipyrunner` adds `%runscript`; the same is reachable from Python as
-`ipyrunner.run_script` and from a shell as `python -m ipyrunner run`.
+`%load_ext ipyrunner` adds `%runscript` and `%%stage`; the same is reachable
+from Python as `ipyrunner.run_script` and `ipyrunner.Stage`, and from a shell
+as `python -m ipyrunner run` and `python -m ipyrunner stage`.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from .config import IPyRunner
+from .display.presenter import DisplayPresenter
 from .errors import (
     InterpreterNotFound,
     InvalidOption,
     InvalidRequirement,
+    InvalidStage,
     OutputLimitExceeded,
     PathNotAllowed,
     ResultDecodeError,
@@ -26,15 +29,21 @@ from .errors import (
     StageTimeout,
     UnsupportedScript,
 )
+from .presenting import use_presenter
 from .scripts import RunResult, run_script
+from .stages import Stage, StageResult
 
 __version__ = "0.1.0"
+
+# Runs started from the Python API show their output like the magics' runs.
+use_presenter(DisplayPresenter())
 
 __all__ = [
     "IPyRunner",
     "InterpreterNotFound",
     "InvalidOption",
     "InvalidRequirement",
+    "InvalidStage",
     "OutputLimitExceeded",
     "PathNotAllowed",
     "ResultDecodeError",
@@ -45,7 +54,9 @@ __all__ = [
     "ScriptFailed",
     "ScriptNotFound",
     "ScriptTimeout",
+    "Stage",
     "StageFailed",
+    "StageResult",
     "StageTimeout",
     "UnsupportedScript",
     "load_ipython_extension",
@@ -77,3 +88,4 @@ def unload_ipython_extension(ipython: Any) -> None:
     """`%unload_ext ipyrunner`: remove the magics; settings stay for a reload."""
     magics = ipython.magics_manager.magics
     magics["line"].pop("runscript", None)
+    magics["cell"].pop("stage", None)

@@ -94,6 +94,12 @@ class IPyRunner(SingletonConfigurable):
     max_output = ByteSize(
         10 << 20, help="Bytes of stdout+stderr a run may write before it is killed."
     ).tag(config=True)
+    max_result = ByteSize(
+        32 << 20, help="Bytes a stage's JSON result may take before the stage is killed."
+    ).tag(config=True)
+    map_workers = Int(0, help="Parallel runs of Stage.map; 0 means one per CPU core.").tag(
+        config=True
+    )
     display = Enum(
         ["auto", "widget", "text", "none"],
         "auto",
@@ -101,7 +107,7 @@ class IPyRunner(SingletonConfigurable):
     ).tag(config=True)
     display_rate = Float(10.0, help="Most display updates per second.").tag(config=True)
     display_limit = Int(
-        100_000, help="Characters of live output kept on screen (the tail, in the widget)."
+        20_000, help="Characters of live output kept on screen (the tail, in the widget)."
     ).tag(config=True)
     node_executable = Unicode("", help="Node.js for .js scripts; empty: found on PATH.").tag(
         config=True

@@ -47,19 +47,21 @@ def parse_forwards(specs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class PrivateDirs:
-    """A run's own HOME and TMPDIR, removed when the run ends."""
+    """A run's own HOME, TMPDIR and working directory, removed when the run ends."""
 
+    root: Path
     home: Path
     tmp: Path
+    work: Path
 
 
 @contextmanager
 def private_dirs() -> Iterator[PrivateDirs]:
     root = Path(tempfile.mkdtemp(prefix="ipyrunner-"))
     try:
-        dirs = PrivateDirs(home=root / "home", tmp=root / "tmp")
-        dirs.home.mkdir(mode=0o700)
-        dirs.tmp.mkdir(mode=0o700)
+        dirs = PrivateDirs(root=root, home=root / "home", tmp=root / "tmp", work=root / "work")
+        for directory in (dirs.home, dirs.tmp, dirs.work):
+            directory.mkdir(mode=0o700)
         yield dirs
     finally:
         shutil.rmtree(root, ignore_errors=True)

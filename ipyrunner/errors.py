@@ -46,12 +46,12 @@ class SandboxUnavailable(RunnerError):
     """Isolation was required but bubblewrap cannot be used on this host."""
 
 
+class InvalidStage(RunnerError, ValueError):
+    """A stage's code cannot run: unknown language, no `execute`, a syntax error."""
+
+
 class InvalidRequirement(RunnerError, ValueError):
     """A requirement spec is not of the pinned form `name==version`."""
-
-
-class ResultDecodeError(RunnerError):
-    """A stage's result channel did not carry a valid JSON envelope."""
 
 
 class _FailedRun(RunnerError):
@@ -80,6 +80,10 @@ class ScriptTimeout(ScriptFailed, RunTimeout):
 
 class StageTimeout(StageFailed, RunTimeout):
     """A stage timed out on its last attempt."""
+
+
+class ResultDecodeError(_FailedRun):
+    """A stage's result was missing, not JSON, not an envelope, or too large."""
 
 
 class OutputLimitExceeded(_FailedRun):

@@ -4,20 +4,23 @@ picks a display, and leaves everything else to the Python API."""
 from __future__ import annotations
 
 import argparse
+import keyword
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .config import settings
 from .display import choose_sink
 from .errors import InvalidOption
 from .scripts import RunResult, run_script
+from .stages import Stage
 
 
 def _identifier(value: str) -> str:
-    if not value.isidentifier():
+    if not value.isidentifier() or keyword.iskeyword(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a valid variable name")
     return value
 
@@ -71,6 +74,63 @@ class RunnerMagics(Magics):
         if args.out:
             self.shell_namespace()[args.out] = result
         return result if args.no_raise else result.check()
+
+    @magic_arguments()
+    @argument("language", help="python, javascript (js, node) or bash (sh)")
+    @argument("name", nargs="?", type=_identifier, help="bind a Stage to NAME instead of running")
+    @argument("--in", dest="input", metavar="EXPR", help="the input: a Python expression")
+    @argument("--out", metavar="VAR", type=_identifier, help="bind the result value to VAR")
+    @argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds")
+    @argument("--retries", metavar="N", help="further attempts after a failed one (backoff)")
+    @argument("--max-output", metavar="SIZE", help="kill the run past this output (64K, 10M)")
+    @argument("--quiet", action="store_true", help="no live output")
+    @no_var_expand
+    @cell_magic
+    def stage(self, line: str, cell: str) -> Any:
+        """Run the cell, which defines execute(input), as a stage in its own process.
+
+        With NAME, the Stage is bound to NAME and runs only if --in is given;
+        without NAME it runs now. The input (--in, evaluated in the notebook)
+        goes in as JSON and the JSON result comes back: shown as Out[n], and
+        bound to --out VAR. What the cell prints streams live.
+        """
+        args = parse_argstring(self.stage, line)
+        limits = {
+            key: value
+            for key, value in (
+                ("timeout", args.timeout),
+                ("retries", args.retries),
+                ("max_output", args.max_output),
+            )
+            if value is not None
+        }
+        try:
+            stage = Stage(cell, args.language, name=args.name, line_offset=1, **limits)
+            if args.name:
+                self.shell_namespace()[args.name] = stage
+                if args.input is None:
+                    return None
+            value = self._evaluate(args.input)
+            config = settings()
+            with choose_sink(config, quiet=args.quiet) as sink:
+                result = stage.run(value, sink=sink, config=config)
+        except InvalidOption as exc:
+            raise UsageError(str(exc)) from None
+        result.check()
+        if args.out:
+            self.shell_namespace()[args.out] = result.value
+        return result.value
+
+    def _evaluate(self, expression: str | None) -> Any:
+        if expression is None:
+            return None
+        if len(expression) > 1 and expression[0] in "'\"" and expression[-1] == expression[0]:
+            # IPython's argument splitter keeps the quotes that group the expression.
+            expression = shlex.split(expression)[0]
+        try:
+            return eval(expression, self.shell_namespace())  # noqa: S307 - the user's own input
+        except Exception as exc:
+            raise UsageError(f"--in {expression}: {type(exc).__name__}: {exc}") from None
 
     def shell_namespace(self) -> dict[str, Any]:
         assert self.shell is not None

@@ -14,12 +14,15 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from .config import IPyRunner, parse_seconds, parse_size
 from .errors import InterpreterNotFound
+from .result_html import Reported, describe_returncode
 
 Stream = Literal["stdout", "stderr"]
 
@@ -39,6 +42,20 @@ class RunStatus:
     elapsed_s: float | None = None
     truncated_at: int | None = None
     note: str = ""
+
+    @classmethod
+    def final(cls, result: Reported, attempts: int, cap: int, truncated: bool) -> RunStatus:
+        """The status line of a finished run."""
+        return cls(
+            result.label,
+            result.outcome,
+            result.attempts,
+            attempts,
+            returncode=result.returncode,
+            elapsed_s=result.duration_s,
+            truncated_at=cap if truncated else None,
+            note="unsandboxed" if result.isolation == "none" else "",
+        )
 
     @property
     def finished(self) -> bool:
@@ -94,6 +111,20 @@ class Limits:
     # After the child exits, how long descendants may keep its pipes open.
     drain: float = 0.5
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: IPyRunner,
+        timeout: float | str | None = None,
+        max_output: int | str | None = None,
+    ) -> Limits:
+        """The settings' limits, with the options a call gives (validated) on top."""
+        return cls(
+            timeout=settings.timeout if timeout is None else parse_seconds(timeout, "--timeout"),
+            max_output=settings.max_output if max_output is None else parse_size(max_output),
+            grace=settings.grace_period,
+        )
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -107,20 +138,23 @@ class Completed:
     timed_out: bool = False
     output_exceeded: bool = False
     output_bytes: int = 0
+    channel: bytes | None = None
+    channel_exceeded: bool = False
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.output_exceeded
+        return self.returncode == 0 and not (
+            self.timed_out or self.output_exceeded or self.channel_exceeded or self.cancelled
+        )
 
 
-def describe_returncode(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"exit {returncode}"
+@dataclass(frozen=True)
+class ChannelSpec:
+    """A result pipe for the child: its fd number goes in `variable`."""
+
+    variable: str
+    cap: int
 
 
 @dataclass
@@ -190,7 +224,11 @@ def _watch_exit(pid: int, selector: selectors.BaseSelector) -> int | None:
 
 
 def _spawn(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike[str], feed: bool
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str],
+    feed: bool,
+    pass_fds: tuple[int, ...],
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
@@ -202,6 +240,7 @@ def _spawn(
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise InterpreterNotFound(
@@ -232,6 +271,23 @@ class _Feeder:
         return self.offset >= len(self.data)
 
 
+@dataclass
+class _Channel:
+    """An extra pipe the child writes its result to, bounded by its own cap."""
+
+    cap: int
+    read_fd: int
+    write_fd: int
+    data: bytearray = field(default_factory=bytearray)
+    exceeded: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        if len(self.data) + len(chunk) > self.cap:
+            self.exceeded = True
+        else:
+            self.data += chunk
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -240,97 +296,151 @@ def run_process(
     limits: Limits,
     stdin: bytes | None = None,
     sink: Sink | None = None,
+    channel: ChannelSpec | None = None,
+    cancel: threading.Event | None = None,
 ) -> Completed:
-    """Run `argv` to completion under `limits`, streaming its output to `sink`."""
-    sink = sink or NullSink()
-    output = _Output(limits.max_output)
-    start = time.monotonic()
-    proc = _spawn(argv, env, cwd, feed=stdin is not None)
-    selector = selectors.DefaultSelector()
-    streams: dict[int, Stream] = {}
-    for stream in ("stdout", "stderr"):
-        pipe = getattr(proc, stream)
-        streams[pipe.fileno()] = stream
-        selector.register(pipe.fileno(), selectors.EVENT_READ)
-    feeder = _Feeder(proc, stdin) if stdin is not None else None
-    if feeder is not None:
-        selector.register(feeder.pipe.fileno(), selectors.EVENT_WRITE)
-    pidfd = _watch_exit(proc.pid, selector)
-    timed_out = False
+    """Run `argv` to completion under `limits`, streaming its output to `sink`.
+
+    With `channel`, the child also gets a pipe for its result: the descriptor's
+    number is put in the environment variable `channel.variable`, and what the
+    child writes there (at most `channel.cap` bytes) comes back as
+    `Completed.channel`. Setting `cancel` kills the run from another thread.
+    """
+    env = dict(env)
+    result = _Channel(channel.cap, *os.pipe()) if channel is not None else None
+    if result is not None and channel is not None:
+        env[channel.variable] = str(result.write_fd)
     try:
-        timed_out = _pump(proc, selector, streams, feeder, output, sink, limits, start)
+        proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=_fds(result))
     finally:
-        # Whatever ended the run (exit, timeout, flood, interrupt), nothing it
-        # started outlives it.
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-    stdout, stderr = output.finish(sink)
+        if result is not None:
+            os.close(result.write_fd)  # the child holds its copy; EOF comes when it is done
+    run = _Run(proc, limits, sink or NullSink(), result, cancel)
+    if stdin is not None:
+        run.feed(stdin)
+    try:
+        run.pump()
+    finally:
+        run.close()
+    stdout, stderr = run.output.finish(run.sink)
     return Completed(
         argv=tuple(argv),
         returncode=proc.returncode,
         stdout=stdout,
         stderr=stderr,
-        duration_s=time.monotonic() - start,
-        timed_out=timed_out,
-        output_exceeded=output.exceeded,
-        output_bytes=output.total,
+        duration_s=time.monotonic() - run.start,
+        timed_out=run.timed_out,
+        output_exceeded=run.output.exceeded,
+        output_bytes=run.output.total,
+        channel=bytes(result.data) if result is not None else None,
+        channel_exceeded=result is not None and result.exceeded,
+        cancelled=run.cancelled,
     )
 
 
-def _pump(
-    proc: subprocess.Popen[bytes],
-    selector: selectors.BaseSelector,
-    streams: dict[int, Stream],
-    feeder: _Feeder | None,
-    output: _Output,
-    sink: Sink,
-    limits: Limits,
-    start: float,
-) -> bool:
-    """Move bytes until the child is gone and its pipes are drained; True on timeout."""
-    deadline = start + limits.timeout if limits.timeout is not None else None
-    kill_at: float | None = None
-    drain_until: float | None = None
-    timed_out = False
-    while True:
-        now = time.monotonic()
-        if drain_until is None and _has_exited(proc.pid):
-            drain_until = now + limits.drain
-        if drain_until is not None and (not streams or now >= drain_until):
-            break
-        if output.exceeded and kill_at is None:
-            _signal_group(proc.pid, signal.SIGKILL)
-            kill_at = now
-        if deadline is not None and now >= deadline and kill_at is None:
-            timed_out = True
-            _signal_group(proc.pid, signal.SIGTERM)
-            kill_at = now + limits.grace
-        if kill_at is not None and now >= kill_at:
-            _signal_group(proc.pid, signal.SIGKILL)
-        wake = [t for t in (deadline, kill_at, drain_until) if t is not None and t > now]
-        wait = min([_TICK, *(t - now for t in wake)])
-        for key, _ in selector.select(wait):
-            fd = int(key.fd)
-            if key.data == "exit":
-                selector.unregister(fd)
-                continue
-            if feeder is not None and fd == feeder.pipe.fileno():
-                if feeder.step():
-                    selector.unregister(fd)
-                    feeder.pipe.close()
-                    feeder = None
-                continue
+def _fds(channel: _Channel | None) -> tuple[int, ...]:
+    return (channel.write_fd,) if channel is not None else ()
+
+
+class _Run:
+    """The state of one child while bytes move: the loop of `run_process`."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        limits: Limits,
+        sink: Sink,
+        channel: _Channel | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.proc = proc
+        self.limits = limits
+        self.sink = sink
+        self.channel = channel
+        self.cancel = cancel
+        self.start = time.monotonic()
+        self.output = _Output(limits.max_output)
+        self.selector = selectors.DefaultSelector()
+        self.streams: dict[int, Stream] = {}
+        for stream in ("stdout", "stderr"):
+            pipe = getattr(proc, stream)
+            self.streams[pipe.fileno()] = stream
+            self.selector.register(pipe.fileno(), selectors.EVENT_READ)
+        if channel is not None:
+            self.selector.register(channel.read_fd, selectors.EVENT_READ, data="channel")
+        self.feeder: _Feeder | None = None
+        self.pidfd = _watch_exit(proc.pid, self.selector)
+        self.timed_out = False
+        self.cancelled = False
+
+    def feed(self, data: bytes) -> None:
+        self.feeder = _Feeder(self.proc, data)
+        self.selector.register(self.feeder.pipe.fileno(), selectors.EVENT_WRITE, data="stdin")
+
+    def open_pipes(self) -> bool:
+        return bool(self.streams) or self.channel_open()
+
+    def channel_open(self) -> bool:
+        return self.channel is not None and self.channel.read_fd in self.selector.get_map()
+
+    def pump(self) -> None:
+        """Move bytes until the child is gone and its pipes are drained."""
+        limits, pid = self.limits, self.proc.pid
+        deadline = self.start + limits.timeout if limits.timeout is not None else None
+        kill_at: float | None = None
+        drain_until: float | None = None
+        while True:
+            now = time.monotonic()
+            if drain_until is None and _has_exited(pid):
+                drain_until = now + limits.drain
+            if drain_until is not None and (not self.open_pipes() or now >= drain_until):
+                return
+            flooded = self.output.exceeded or (self.channel is not None and self.channel.exceeded)
+            if self.cancel is not None and self.cancel.is_set() and kill_at is None:
+                self.cancelled = True
+                kill_at = now
+            if flooded and kill_at is None:
+                kill_at = now
+            if deadline is not None and now >= deadline and kill_at is None:
+                self.timed_out = True
+                _signal_group(pid, signal.SIGTERM)
+                kill_at = now + limits.grace
+            if kill_at is not None and now >= kill_at:
+                _signal_group(pid, signal.SIGKILL)
+            wake = [t for t in (deadline, kill_at, drain_until) if t is not None and t > now]
+            for key, _ in self.selector.select(min([_TICK, *(t - now for t in wake)])):
+                self.handle(int(key.fd), key.data)
+
+    def handle(self, fd: int, kind: object) -> None:
+        if kind == "exit":
+            self.selector.unregister(fd)
+        elif kind == "stdin":
+            assert self.feeder is not None
+            if self.feeder.step():
+                self.selector.unregister(fd)
+                self.feeder.pipe.close()
+        else:
             chunk = os.read(fd, _CHUNK)
-            if chunk:
-                output.add(streams[fd], chunk, sink)
+            if not chunk:
+                self.selector.unregister(fd)
+                self.streams.pop(fd, None)
+            elif kind == "channel":
+                assert self.channel is not None
+                self.channel.add(chunk)
             else:
-                selector.unregister(fd)
-                del streams[fd]
-    return timed_out
+                self.output.add(self.streams[fd], chunk, self.sink)
+
+    def close(self) -> None:
+        # Whatever ended the run (exit, timeout, flood, interrupt), nothing it
+        # started outlives it.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.selector.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        if self.channel is not None:
+            os.close(self.channel.read_fd)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()

@@ -11,6 +11,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from .config import IPyRunner, parse_count
+from .process import RunStatus, Sink
 
 T = TypeVar("T")
 
@@ -84,3 +85,35 @@ def run_attempts(
         reraise=True,
     )
     return retrying(once), made
+
+
+def run_reported(
+    label: str,
+    sink: Sink,
+    policy: RetryPolicy,
+    attempt: Callable[[int], T],
+    *,
+    retryable: Callable[[T], bool],
+    failure: Callable[[T], str],
+) -> tuple[T, int, float]:
+    """`run_attempts`, telling `sink` when each attempt starts, when a retry is
+    scheduled (with `failure(result)` as the reason) and when an interrupt ends it.
+
+    Returns the last result, the attempts made, and the seconds it all took.
+    """
+    start = time.monotonic()
+
+    def started(number: int) -> T:
+        sink.status(RunStatus(label, "running", number, policy.attempts))
+        return attempt(number)
+
+    def announce(result: T, number: int, wait_s: float) -> None:
+        note = f"attempt {number} {failure(result)[:120]}; retrying in {wait_s:.1f} s"
+        sink.status(RunStatus(label, "retrying", number, policy.attempts, note=note))
+
+    try:
+        last, made = run_attempts(started, policy, retryable=retryable, before_retry=announce)
+    except KeyboardInterrupt:
+        sink.status(RunStatus(label, "interrupted", elapsed_s=time.monotonic() - start))
+        raise
+    return last, made, time.monotonic() - start

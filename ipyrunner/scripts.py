@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import IPyRunner, parse_seconds, parse_size, settings
-from .environment import MINIMAL_PATH, child_environment, parse_forwards, private_dirs
+from .config import IPyRunner, settings
+from .environment import child_environment, parse_forwards, private_dirs
 from .errors import (
-    InterpreterNotFound,
     OutputLimitExceeded,
     ScriptFailed,
     ScriptNotFound,
     ScriptTimeout,
     UnsupportedScript,
 )
-from .paths import project_directory, resolve_in_project, setting
-from .process import Completed, Limits, NullSink, RunStatus, Sink, describe_returncode, run_process
-from .result_html import render_result_html
-from .retry import RetryPolicy, run_attempts
+from .paths import project_directory, resolve_in_project
+from .presenting import presenter
+from .process import Completed, Limits, RunStatus, Sink, run_process
+from .result_html import describe_returncode, render_result_html
+from .retry import RetryPolicy, run_reported
+from .runtimes.host import host_interpreter
 
 LANGUAGES = {".py": "python", ".sh": "bash", ".js": "node"}
 
@@ -94,23 +92,13 @@ class RunResult:
             parts.append("unsandboxed")
         return f"<RunResult {' · '.join(parts)}>"
 
+    @property
+    def label(self) -> str:
+        return self.path
+
     def _repr_html_(self) -> str:
-        facts = [
-            ("outcome", self.outcome),
-            ("exit", describe_returncode(self.returncode)),
-            ("attempts", str(self.attempts)),
-            ("duration", f"{self.duration_s:.2f} s"),
-            ("isolation", self.isolation),
-        ]
-        if self.args:
-            facts.insert(0, ("args", " ".join(self.args)))
-        return render_result_html(
-            f"RunResult {self.path}",
-            self.ok,
-            facts,
-            [("stdout", self.stdout), ("stderr", self.stderr)],
-            warning="ran unsandboxed" if self.isolation == "none" else "",
-        )
+        facts = [("args", " ".join(self.args))] if self.args else []
+        return render_result_html("RunResult", self, facts)
 
 
 def _last_line(text: str) -> str:
@@ -126,30 +114,7 @@ class ScriptJob:
     script: Path
     project: Path
     argv: tuple[str, ...]
-
-
-def interpreter(language: str, config: IPyRunner) -> str:
-    """The executable for `language`: configured, else found on a minimal PATH."""
-    if language == "python":
-        found = setting("PYTHON_EXECUTABLE")
-        if found is None:
-            return sys.executable
-        value, base = found
-        candidate = value if os.sep not in value else str(base / value)
-        return _executable(candidate, "PYTHON_EXECUTABLE in the environment or .env")
-    configured = config.node_executable if language == "node" else config.bash_executable
-    hint = "apt-get install nodejs" if language == "node" else "apt-get install bash"
-    return _executable(
-        configured or language,
-        f"{hint}, or set IPyRunner.{language}_executable",
-    )
-
-
-def _executable(name: str, fix: str) -> str:
-    found = shutil.which(name, path=MINIMAL_PATH) or shutil.which(name)
-    if found is None:
-        raise InterpreterNotFound(f"{name!r} was not found; fix: {fix}")
-    return os.path.abspath(found)
+    args: tuple[str, ...]
 
 
 def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner) -> ScriptJob:
@@ -168,10 +133,10 @@ def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner
             f"{label}: cannot tell how to run a {script.suffix or 'file without extension'}; "
             f"scripts must end in {known}"
         )
-    executable = interpreter(language, config)
+    executable = host_interpreter(language, config)
     flags = ("-u",) if language == "python" else ()
     argv = (executable, *flags, str(script), *map(str, args))
-    return ScriptJob(label=label, script=script, project=project, argv=argv)
+    return ScriptJob(label=label, script=script, project=project, argv=argv, args=tuple(args))
 
 
 def run_script(
@@ -195,65 +160,49 @@ def run_script(
     `ScriptFailed` (`ScriptTimeout`, `OutputLimitExceeded`).
     """
     config = config or settings()
-    limits = Limits(
-        timeout=config.timeout if timeout is None else parse_seconds(timeout, "--timeout"),
-        max_output=config.max_output if max_output is None else parse_size(max_output),
-        grace=config.grace_period,
-    )
+    limits = Limits.from_settings(config, timeout, max_output)
     policy = RetryPolicy.from_settings(config, retries)
     forward = parse_forwards(env)
     job = prepare(path, args, config)
-    sink = sink or NullSink()
-    start = time.monotonic()
+    if sink is None:
+        with presenter().sink() as shown:
+            return _run(job, shown, limits, policy, forward, check)
+    return _run(job, sink, limits, policy, forward, check)
 
+
+def _run(
+    job: ScriptJob,
+    sink: Sink,
+    limits: Limits,
+    policy: RetryPolicy,
+    forward: dict[str, str],
+    check: bool,
+) -> RunResult:
     def attempt(number: int) -> Completed:
-        sink.status(RunStatus(job.label, "running", number, policy.attempts))
         with private_dirs() as dirs:
             environment = child_environment(dirs, job.project, forward)
             return run_process(job.argv, env=environment, cwd=job.project, limits=limits, sink=sink)
 
-    def announce(done: Completed, number: int, wait: float) -> None:
-        state = "timed out" if done.timed_out else describe_returncode(done.returncode)
-        sink.status(
-            RunStatus(
-                job.label,
-                "retrying",
-                number,
-                policy.attempts,
-                returncode=done.returncode,
-                note=f"attempt {number} {state}; retrying in {wait:.1f} s",
-            )
-        )
-
-    try:
-        completed, made = run_attempts(attempt, policy, retryable=_retryable, before_retry=announce)
-    except KeyboardInterrupt:
-        sink.status(RunStatus(job.label, "interrupted", elapsed_s=time.monotonic() - start))
-        raise
+    completed, made, elapsed = run_reported(
+        job.label, sink, policy, attempt, retryable=_retryable, failure=_failure
+    )
     result = RunResult(
         path=job.label,
         returncode=completed.returncode,
         stdout=completed.stdout,
         stderr=completed.stderr,
-        duration_s=time.monotonic() - start,
+        duration_s=elapsed,
         attempts=made,
         truncated=completed.output_exceeded,
         timed_out=completed.timed_out,
-        args=tuple(args),
+        args=job.args,
     )
-    sink.status(
-        RunStatus(
-            job.label,
-            result.outcome,
-            made,
-            policy.attempts,
-            returncode=result.returncode,
-            elapsed_s=result.duration_s,
-            truncated_at=limits.max_output if result.truncated else None,
-            note="unsandboxed" if result.isolation == "none" else "",
-        )
-    )
+    sink.status(RunStatus.final(result, policy.attempts, limits.max_output, result.truncated))
     return result.check() if check else result
+
+
+def _failure(done: Completed) -> str:
+    return "timed out" if done.timed_out else describe_returncode(done.returncode)
 
 
 def _retryable(done: Completed) -> bool:

@@ -1,11 +1,14 @@
-"""Live displays of a run's output: a throttled widget in Jupyter, plain text elsewhere."""
+"""Live displays of a run's output and of many runs' progress: a throttled widget in
+Jupyter, plain text elsewhere."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..presenting import DisplaySink, NullProgress, ProgressDisplay
 from ..process import NullSink
-from .choose import DisplaySink, choose_sink, in_jupyter_kernel
+from .choose import choose_sink, in_jupyter_kernel
+from .progress import TextProgress, WidgetProgress, choose_progress
 from .text import TextSink
 
 if TYPE_CHECKING:
@@ -13,9 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DisplaySink",
+    "NullProgress",
     "NullSink",
+    "ProgressDisplay",
+    "TextProgress",
     "TextSink",
+    "WidgetProgress",
     "WidgetSink",
+    "choose_progress",
     "choose_sink",
     "in_jupyter_kernel",
 ]

@@ -20,7 +20,7 @@ class TextSink:
     """
 
     def __init__(
-        self, limit: int = 100_000, stdout: TextIO | None = None, stderr: TextIO | None = None
+        self, limit: int = 20_000, stdout: TextIO | None = None, stderr: TextIO | None = None
     ) -> None:
         if limit <= 0:
             raise InvalidOption(f"invalid display limit {limit!r}: it must be > 0 characters")
@@ -72,7 +72,7 @@ class TextSink:
         self._line_start = text.endswith("\n")
         # A terminal buffers a partial line (a prompt, a progress bar) until its
         # newline; a kernel's streams flush themselves, and a flush there is a round trip.
-        if not self._line_start and _is_terminal(target):
+        if not self._line_start and is_terminal(target):
             target.flush()
 
     def _target(self, stream: Stream) -> TextIO:
@@ -82,7 +82,7 @@ class TextSink:
         return sys.stdout if stream == "stdout" else sys.stderr
 
 
-def _is_terminal(target: TextIO) -> bool:
+def is_terminal(target: TextIO) -> bool:
     try:
         return target.isatty()
     except (OSError, ValueError):

@@ -16,6 +16,7 @@ from IPython import display as ipython_display
 
 from ..errors import InvalidOption
 from ..process import RunStatus, Stream
+from .choose import update_interval, widget_bundle
 from .tail import Tail
 
 # How long a flush may wait for another one; an interrupt must never leave a
@@ -33,12 +34,10 @@ class WidgetSink:
     The thread only assigns widget traits, which ipywidgets syncs from any thread.
     """
 
-    def __init__(self, rate: float = 10.0, limit: int = 100_000) -> None:
-        if not (math.isfinite(rate) and rate > 0):
-            raise InvalidOption(f"invalid display rate {rate!r}: updates per second must be > 0")
+    def __init__(self, rate: float = 10.0, limit: int = 20_000) -> None:
         if limit <= 0:
             raise InvalidOption(f"invalid display limit {limit!r}: it must be > 0 characters")
-        self.interval = 1.0 / rate
+        self.interval = update_interval(rate)
         self.status_line = ipywidgets.HTML()
         self.output = ipywidgets.Output()
         self.widget = ipywidgets.VBox([self.status_line, self.output])
@@ -133,9 +132,7 @@ class WidgetSink:
                 self._status = replace(status, state=state, elapsed_s=elapsed)
 
     def _bundle(self, text: str) -> dict[str, Any]:
-        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_() or {})
-        bundle["text/plain"] = text
-        return bundle
+        return widget_bundle(self.widget, text)
 
     def _flush(self, *, wait: bool, force: bool = False) -> None:
         if not self._render_lock.acquire(wait, _LOCK_TIMEOUT if wait else -1):

@@ -1,0 +1,1 @@
+"""How a language gets an interpreter: `host` (this machine's)."""

@@ -1,0 +1,120 @@
+"""The result channel's envelope, decoded as JSON and nothing else.
+
+Nothing that comes out of a stage is unpickled or evaluated in the kernel:
+`json.loads` on bytes bounded by the result cap is the whole decoder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..process import Completed
+from ..result_html import describe_returncode
+
+PROTOCOL = 1
+
+
+@dataclass(frozen=True)
+class StageError:
+    """Why a stage gave no value.
+
+    `kind` is one of: raised (the user's code raised; `type` is its class),
+    exit (ended without a result), signal (killed by a signal), timeout,
+    output (the output cap), decode (a missing or malformed envelope), or
+    result-size (the result was over its cap).
+    """
+
+    kind: str
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: StageError | None = None
+
+
+def _fail(kind: str, kind_type: str, message: str, traceback: str = "") -> Outcome:
+    return Outcome(False, error=StageError(kind, kind_type, message, traceback))
+
+
+def decode(done: Completed, language: str, result_cap: int) -> Outcome:
+    """What a finished stage process produced: a value, or why there is none."""
+    if done.timed_out:
+        return _fail("timeout", "Timeout", "the stage ran past its timeout and was killed")
+    if done.output_exceeded:
+        return _fail("output", "OutputLimit", "the stage wrote more than the output cap")
+    if done.channel_exceeded:
+        return _fail(
+            "result-size",
+            "ResultTooLarge",
+            f"the result is larger than {result_cap} bytes; return less, "
+            "or raise IPyRunner.max_result",
+        )
+    if done.cancelled:
+        return _fail("signal", "Cancelled", "the stage was cancelled")
+    if not done.channel:
+        if done.returncode < 0:
+            return _fail(
+                "signal",
+                "Killed",
+                f"the stage was {describe_returncode(done.returncode)} before returning a result",
+            )
+        return _fail(
+            "exit",
+            "Exit",
+            f"the stage exited with status {done.returncode} without returning a result "
+            "(sys.exit, os._exit, process.exit or exit in the cell ends it early)",
+        )
+    return _envelope(done.channel, language)
+
+
+# The bash wrapper embeds what `execute` printed, unchecked, between these.
+_BASH_HEAD = b'{"value": '
+_BASH_TAIL = b'\n, "ipyrunner": 1, "ok": true}'
+
+
+def _envelope(data: bytes, language: str) -> Outcome:
+    try:
+        envelope = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if language == "bash" and data.startswith(_BASH_HEAD) and data.endswith(_BASH_TAIL):
+            printed = data[len(_BASH_HEAD) : -len(_BASH_TAIL)]
+            return _fail(
+                "decode",
+                "ResultDecodeError",
+                f"execute printed something that is not one JSON value: {printed[:80]!r}; "
+                "print exactly one JSON value on stdout and send messages to >&2",
+            )
+        return _fail(
+            "decode",
+            "ResultDecodeError",
+            f"the result channel did not hold valid JSON ({exc}); it began with {data[:80]!r}",
+        )
+    if (
+        not isinstance(envelope, dict)
+        or envelope.get("ipyrunner") != PROTOCOL
+        or not isinstance(envelope.get("ok"), bool)
+    ):
+        return _fail(
+            "decode",
+            "ResultDecodeError",
+            f"the result channel held JSON that is not an ipyrunner envelope: {data[:80]!r}",
+        )
+    if envelope["ok"]:
+        return Outcome(True, envelope.get("value"))
+    error = envelope.get("error")
+    if not isinstance(error, dict):
+        return _fail("decode", "ResultDecodeError", "an error envelope without its error")
+    kind_type = str(error.get("type", "Error"))
+    return _fail(
+        "decode" if kind_type == "ResultNotJSON" else "raised",
+        kind_type,
+        str(error.get("message", "")),
+        str(error.get("traceback", "")),
+    )

@@ -1,0 +1,300 @@
+"""`Stage`: a cell that defines `execute(input)`, run as a sandboxable subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import IPyRunner, settings
+from ..environment import child_environment, private_dirs
+from ..errors import (
+    InvalidOption,
+    InvalidStage,
+    OutputLimitExceeded,
+    ResultDecodeError,
+    StageFailed,
+)
+from ..paths import project_directory
+from ..presenting import presenter
+from ..process import ChannelSpec, Completed, Limits, NullSink, RunStatus, Sink, run_process
+from ..retry import RetryPolicy, run_reported
+from ..runtimes.host import host_interpreter
+from .envelope import Outcome, decode
+from .languages import Language, find_language
+from .result import StageResult
+from .wrappers.python_stage import unserializable
+
+RESULT_FD_VARIABLE = "IPYRUNNER_RESULT_FD"
+_LIMITS = frozenset({"timeout", "max_output", "retries"})
+
+
+def encode_input(value: Any) -> bytes:
+    """The input as JSON bytes, or an error naming what JSON cannot hold."""
+    found = unserializable(value, "input")
+    if found is not None:
+        where, kind = found
+        raise InvalidOption(
+            f"{where} is a {kind}, which JSON cannot hold; pass dicts with str keys, lists, "
+            "str, int, float, bool or None"
+        )
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidOption(f"the input cannot be written as JSON: {exc}") from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: ASCII escapes keep the JSON valid
+        return json.dumps(value, allow_nan=False).encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    done: Completed
+    outcome: Outcome
+
+
+class Stage:
+    """A cell defining `execute(input)`, wrapped to run as its own process.
+
+    `stage(input)` returns the value (raising on failure), `stage.run(input)`
+    returns a `StageResult`, `stage.map(inputs)` runs many in parallel.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        effects: Sequence[str] = (),
+        requires: Sequence[str] = (),
+        name: str | None = None,
+        runtime: str = "auto",
+        line_offset: int = 0,
+        **limits: Any,
+    ) -> None:
+        unknown = set(limits) - _LIMITS
+        if unknown:
+            raise TypeError(f"unknown Stage option(s): {', '.join(sorted(unknown))}")
+        if name is not None and not name.isidentifier():
+            raise InvalidStage(f"invalid stage name {name!r}: use a Python identifier")
+        if effects or requires or runtime not in ("auto", "host"):
+            # Refuse rather than ignore: a declared need must never be dropped silently.
+            raise InvalidOption(
+                "effects, requirements and non-host runtimes are not available in this "
+                "version of ipyrunner; remove them to run on the host interpreter"
+            )
+        self.code = code
+        self.language: Language = find_language(language)
+        self.name = name
+        self.effects = tuple(sorted(effects))
+        self.requires = tuple(sorted(requires))
+        self.runtime = "host"
+        self.limits = dict(limits)
+        # Lines before the code in what the user sees (the %%stage line), so
+        # errors name the line as the notebook numbers it.
+        self.line_offset = line_offset
+        self.language.check(self.numbered_code, self.filename)
+
+    @property
+    def numbered_code(self) -> str:
+        return "\n" * self.line_offset + self.code
+
+    @property
+    def filename(self) -> str:
+        return f"<stage {self.name or 'cell'}>"
+
+    @property
+    def label(self) -> str:
+        return f"stage {self.name}" if self.name else f"{self.language.name} stage"
+
+    @property
+    def id(self) -> str:
+        """SHA-256 over the canonical JSON of what makes the stage what it is."""
+        canonical = json.dumps(
+            {
+                "language": self.language.name,
+                "code": self.code,
+                "effects": list(self.effects),
+                "requirements": list(self.requires),
+                "runtime": self.runtime,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<Stage {self.name or '(unnamed)'} · {self.language.name} · {self.id[:12]}>"
+
+    def __call__(self, input: Any = None) -> Any:
+        return self.run(input).check().value
+
+    def run(
+        self,
+        input: Any = None,
+        *,
+        sink: Sink | None = None,
+        config: IPyRunner | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StageResult:
+        """Run once (with retries); never raises for a failure of the stage's code."""
+        payload = encode_input(input)
+        config = config or settings()
+        with _display(sink) as shown:
+            return self._run(payload, shown, config, cancel)
+
+    def map(
+        self,
+        inputs: Iterable[Any],
+        workers: int | None = None,
+        *,
+        config: IPyRunner | None = None,
+        quiet: bool = False,
+    ) -> list[Any]:
+        """The values of the stage over `inputs`, in input order, run in parallel.
+
+        The first failure cancels what is still running and raises its error,
+        naming the input's index.
+        """
+        config = config or settings()
+        payloads = []
+        for index, item in enumerate(inputs):
+            try:
+                payloads.append(encode_input(item))
+            except InvalidOption as exc:
+                raise InvalidOption(f"inputs[{index}]: {exc}") from None
+        count = workers or config.map_workers or os.cpu_count() or 1
+        if count < 1:
+            raise InvalidOption(f"invalid workers {workers!r}: it must be 1 or more")
+        return _map(self, payloads, min(count, max(len(payloads), 1)), config, quiet)
+
+    def _run(
+        self,
+        payload: bytes,
+        sink: Sink,
+        config: IPyRunner,
+        cancel: threading.Event | None,
+    ) -> StageResult:
+        limits = Limits.from_settings(
+            config, self.limits.get("timeout"), self.limits.get("max_output")
+        )
+        policy = RetryPolicy.from_settings(config, self.limits.get("retries"))
+        argv = (host_interpreter(self.language.interpreter, config), *self.language.flags)
+        project = project_directory()
+
+        def attempt(number: int) -> _Attempt:
+            with private_dirs() as dirs:
+                code_dir = dirs.root / "stage"
+                code_dir.mkdir()
+                wrapper = code_dir / self.language.wrapper
+                wrapper.write_text(self.language.wrapper_source(), encoding="utf-8")
+                cell = code_dir / f"cell{self.language.extension}"
+                cell.write_text(self.numbered_code, encoding="utf-8")
+                done = run_process(
+                    (*argv, str(wrapper), str(cell), self.name or "cell"),
+                    env=child_environment(dirs, project),
+                    cwd=dirs.work,
+                    limits=limits,
+                    stdin=payload,
+                    sink=sink,
+                    channel=ChannelSpec(RESULT_FD_VARIABLE, config.max_result),
+                    cancel=cancel,
+                )
+            return _Attempt(done, decode(done, self.language.name, config.max_result))
+
+        last, made, elapsed = run_reported(
+            self.label, sink, policy, attempt, retryable=_retryable, failure=_failure
+        )
+        result = _result(self, last, made, elapsed)
+        sink.status(RunStatus.final(result, policy.attempts, limits.max_output, result.truncated))
+        return result
+
+
+def _failure(attempt: _Attempt) -> str:
+    error = attempt.outcome.error
+    return f"{error.type}: {error.message}" if error else "failed"
+
+
+def _retryable(attempt: _Attempt) -> bool:
+    error = attempt.outcome.error
+    # A flood, a bad result or a cancel is not a transient fault.
+    return (
+        error is not None
+        and error.kind in ("raised", "exit", "signal", "timeout")
+        and (not attempt.done.cancelled)
+    )
+
+
+def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> StageResult:
+    done, outcome = attempt.done, attempt.outcome
+    return StageResult(
+        value=outcome.value,
+        stdout=done.stdout,
+        stderr=done.stderr,
+        returncode=done.returncode,
+        duration_s=duration,
+        attempts=attempts,
+        truncated=done.output_exceeded,
+        error=outcome.error,
+        name=stage.name,
+        language=stage.language.name,
+        timed_out=done.timed_out,
+    )
+
+
+@contextlib.contextmanager
+def _display(sink: Sink | None) -> Iterator[Sink]:
+    if sink is not None:
+        yield sink
+        return
+    with presenter().sink() as shown:
+        yield shown
+
+
+def _map(
+    stage: Stage, payloads: list[bytes], workers: int, config: IPyRunner, quiet: bool
+) -> list[Any]:
+    results: list[StageResult | None] = [None] * len(payloads)
+    cancel = threading.Event()
+    silent = NullSink()
+    label = f"map {stage.name or stage.language.name}"
+    with (
+        presenter().progress(len(payloads), label, quiet=quiet) as progress,
+        ThreadPoolExecutor(workers, thread_name_prefix="ipyrunner-map") as pool,
+    ):
+        futures: dict[Future[StageResult], int] = {
+            pool.submit(stage._run, payload, silent, config, cancel): index
+            for index, payload in enumerate(payloads)
+        }
+        pending: set[Future[StageResult]] = set(futures)
+        failed: list[int] = []
+        try:
+            while pending and not failed:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = futures[future]
+                    result = results[index] = future.result()
+                    if not result.ok:
+                        failed.append(index)
+                progress.update(len(payloads) - len(pending), len(failed))
+        finally:
+            cancel.set()  # also on an interrupt: every run still going is killed
+            for future in pending:
+                future.cancel()
+    if failed:
+        index = min(failed)
+        bad = results[index]
+        assert bad is not None
+        try:
+            bad.check()
+        except (StageFailed, ResultDecodeError, OutputLimitExceeded) as exc:
+            raise type(exc)(f"map input [{index}]: {exc}", bad) from None
+    return [result.value for result in results if result is not None]

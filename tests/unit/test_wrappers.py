@@ -1,0 +1,589 @@
+"""The stage wrappers (python, node, bash) speak one protocol.
+
+Each test runs a wrapper the way the kernel does: `INTERPRETER WRAPPER CELL NAME`,
+the input as JSON on stdin and the result channel as an inherited pipe whose
+number is in IPYRUNNER_RESULT_FD. Only the envelope travels on that pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WRAPPERS = Path(__file__).resolve().parents[2] / "ipyrunner" / "stages" / "wrappers"
+NODE = shutil.which("node")
+BASH = shutil.which("bash")
+ENV = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}
+SUFFIX = {"python": ".py", "node": ".js", "bash": ".sh"}
+
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+LANGUAGES = [
+    pytest.param("python"),
+    pytest.param("node", marks=needs_node),
+    pytest.param("bash", marks=needs_bash),
+]
+
+
+def command(language: str) -> list[str]:
+    if language == "python":
+        return [sys.executable, "-I", "-u", str(WRAPPERS / "python_stage.py")]  # as the kernel
+    if language == "node":
+        assert NODE is not None
+        return [NODE, str(WRAPPERS / "node_stage.js")]
+    assert BASH is not None
+    return [BASH, str(WRAPPERS / "bash_stage.sh")]
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    channel: bytes  # everything that arrived on the result pipe
+    result_fd: int
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        loaded = json.loads(self.channel.decode("utf-8"))
+        assert isinstance(loaded, dict), loaded
+        return loaded
+
+    @property
+    def value(self) -> Any:
+        envelope = self.envelope
+        assert envelope["ok"] is True, envelope
+        assert envelope["ipyrunner"] == 1
+        assert self.returncode == 0, self.stderr
+        return envelope["value"]
+
+    @property
+    def error(self) -> dict[str, str]:
+        envelope = self.envelope
+        assert envelope["ok"] is False, envelope
+        assert envelope["ipyrunner"] == 1
+        assert self.returncode == 1, self.stderr
+        error = envelope["error"]
+        assert set(error) == {"type", "message", "traceback"}
+        return {key: str(text) for key, text in error.items()}
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    with os.fdopen(fd, "rb") as channel:
+        chunks.append(channel.read())
+
+
+def run_stage(
+    tmp_path: Path, language: str, code: str, input_text: str = "null", name: str = "clean"
+) -> Run:
+    """Run `code` as a stage and collect its output, exit status and envelope."""
+    cell = tmp_path / f"cell{SUFFIX[language]}"
+    cell.write_text(code, encoding="utf-8")
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    try:
+        proc = subprocess.Popen(
+            [*command(language), str(cell), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workdir,
+            env={**ENV, "IPYRUNNER_RESULT_FD": str(write_end)},
+            pass_fds=(write_end,),
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # only the stage holds the write end: EOF when it is done
+    reader = threading.Thread(target=_drain, args=(read_end, chunks), daemon=True)
+    reader.start()
+    try:
+        out, err = proc.communicate(input_text.encode("utf-8"), timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    reader.join(timeout=20)
+    assert not reader.is_alive(), "the result pipe never reached EOF"
+    return Run(
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        chunks[0] if chunks else b"",
+        write_end,
+    )
+
+
+# -- round trip ---------------------------------------------------------------
+
+IDENTITY = {
+    "python": "def execute(input):\n    return input\n",
+    "node": "function execute(input) {\n  return input;\n}\n",
+    "bash": "execute() {\n  printf '%s\\n' \"$1\"\n}\n",
+}
+
+
+def nested_value(big: int) -> dict[str, Any]:
+    return {
+        "text": 'héllo wörld ✓ 🎉 日本 "quoted" back\\slash\ttab\nline',
+        "numbers": [0, -1, 0.1, -2.5, 1.5e300, 5e-324, big, -big],
+        "flags": [True, False, None],
+        "nested": {"empty": {}, "list": [], "deep": [[[{"k": ["v"]}]]]},
+        'key with "quotes" and 🎉': 1,
+    }
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_nested_json_round_trips(tmp_path: Path, language: str) -> None:
+    # JSON.parse reads every number as a double: node keeps integers only up to 2**53.
+    big = 2**53 - 1 if language == "node" else 2**100
+    value = nested_value(big)
+    run = run_stage(tmp_path, language, IDENTITY[language], json.dumps(value))
+    assert run.value == value
+
+
+@needs_node
+def test_node_rounds_integers_beyond_2_53(tmp_path: Path) -> None:
+    run = run_stage(tmp_path, "node", IDENTITY["node"], json.dumps([2**53 + 1]))
+    assert run.value == [2**53]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_none_input_arrives_as_null(tmp_path: Path, language: str) -> None:
+    code = {
+        "python": "def execute(input):\n    return [input is None]\n",
+        "node": "function execute(input) {\n  return [input === null];\n}\n",
+        "bash": 'execute() {\n  printf \'["%s"]\' "$1"\n}\n',
+    }[language]
+    expected: list[Any] = ["null"] if language == "bash" else [True]
+    assert run_stage(tmp_path, language, code).value == expected
+
+
+# -- printing -----------------------------------------------------------------
+
+PRINTING = {
+    "python": (
+        "import sys\n"
+        "print('top level says hi')\n"
+        "def execute(input):\n"
+        '    print(\'{"not": "the result"}\')\n'
+        "    print('to stderr', file=sys.stderr)\n"
+        "    return {'n': 1}\n"
+    ),
+    "node": (
+        "console.log('top level says hi');\n"
+        "function execute(input) {\n"
+        '  console.log(\'{"not": "the result"}\');\n'
+        "  process.stdout.write('no newline');\n"
+        "  console.error('to stderr');\n"
+        "  return {n: 1};\n"
+        "}\n"
+    ),
+    "bash": (
+        "echo 'top level says hi'\nexecute() {\n  echo 'to stderr' >&2\n  echo '{\"n\": 1}'\n}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_printing_does_not_corrupt_the_result(tmp_path: Path, language: str) -> None:
+    run = run_stage(tmp_path, language, PRINTING[language])
+    assert run.value == {"n": 1}
+    assert "top level says hi" in run.stdout
+    assert "to stderr" in run.stderr
+    if language != "bash":  # a bash stage's stdout *is* its result
+        assert '{"not": "the result"}' in run.stdout
+
+
+# -- errors -------------------------------------------------------------------
+
+RAISING = {
+    "python": (
+        "def check(n):\n"
+        "    if n < 0:\n"
+        "        raise ValueError(f'negative: {n}')\n"
+        "\n"
+        "\n"
+        "def execute(input):\n"
+        "    check(-1)\n"
+    ),
+    "node": (
+        "function check(n) {\n"
+        "  if (n < 0) {\n"
+        "    throw new RangeError(`negative: ${n}`);\n"
+        "  }\n"
+        "}\n"
+        "function execute(input) {\n"
+        "  check(-1);\n"
+        "}\n"
+    ),
+    "bash": (
+        "check() {\n"
+        "  local n=$1\n"
+        "  [[ $n -gt 0 ]]\n"
+        "}\n"
+        "execute() {\n"
+        "  echo checking >&2\n"
+        "  check -1\n"
+        "  return 3\n"
+        "}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_failure_reports_the_cells_line_numbers(tmp_path: Path, language: str) -> None:
+    error = run_stage(tmp_path, language, RAISING[language]).error
+    trace = error["traceback"]
+    if language == "python":
+        assert (error["type"], error["message"]) == ("ValueError", "negative: -1")
+        assert 'File "<stage clean>", line 7, in execute' in trace
+        assert 'File "<stage clean>", line 3, in check' in trace
+    elif language == "node":
+        assert (error["type"], error["message"]) == ("RangeError", "negative: -1")
+        assert trace.splitlines() == [
+            "    at check (<stage clean>:3:11)",
+            "        throw new RangeError(`negative: ${n}`);",
+            "    at execute (<stage clean>:7:3)",
+            "        check(-1);",
+        ]
+    else:
+        assert error["type"] == "ExitStatus"
+        assert error["message"] == (
+            "execute returned status 3 (last failing command: '[[ $n -gt 0 ]]' at line 3)"
+        )
+        assert trace == (
+            '  File "<stage clean>", line 7, in execute\n'
+            '  File "<stage clean>", line 3, in check\n'
+            "    [[ $n -gt 0 ]]\n"
+        )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_traceback_names_the_stage(tmp_path: Path, language: str) -> None:
+    error = run_stage(tmp_path, language, RAISING[language], name="load_rows").error
+    assert "<stage load_rows>" in error["traceback"]
+    assert "<stage clean>" not in error["traceback"]
+
+
+MISSING = {
+    "python": ["def run(input):\n    return 1\n", "execute = 1\n"],
+    "node": ["function run(input) {\n  return 1;\n}\n", "const execute = 1;\n"],
+    "bash": ["run() {\n  echo 1\n}\n", "execute=1\n"],
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("variant", [0, 1], ids=["absent", "not-a-function"])
+def test_missing_execute_is_a_name_error(tmp_path: Path, language: str, variant: int) -> None:
+    error = run_stage(tmp_path, language, MISSING[language][variant]).error
+    assert error == {
+        "type": "NameError",
+        "message": "the cell defines no function execute(input)",
+        "traceback": "",
+    }
+
+
+SYNTAX = {
+    "python": "print('ran')\ndef execute(input):\n    return (1 +)\n",
+    "node": "console.log('ran');\nfunction execute(input) {\n  return (1 +);\n}\n",
+    # `source` alone would run line 1 and carry on: the wrapper checks with `bash -n` first.
+    "bash": "echo ran\nexecute() {\n  )\n}\n",
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_syntax_error_names_the_line_and_runs_nothing(tmp_path: Path, language: str) -> None:
+    run = run_stage(tmp_path, language, SYNTAX[language])
+    error = run.error
+    assert error["type"] == "SyntaxError"
+    assert error["message"].endswith("(line 3)")
+    assert "ran" not in run.stdout
+    if language == "python":
+        assert 'File "<stage clean>", line 3' in error["traceback"]
+    elif language == "node":
+        assert error["message"] == "Unexpected token ')' (line 3)"
+        assert error["traceback"].startswith("<stage clean>:3\n  return (1 +);\n")
+    else:
+        assert error["message"] == "syntax error near unexpected token `)' (line 3)"
+        assert error["traceback"].startswith("<stage clean>: line 3: syntax error")
+        assert str(tmp_path) not in error["traceback"]  # the cell's temp path stays out
+
+
+# -- results JSON cannot hold -------------------------------------------------
+
+HINT = ", which JSON cannot hold; return "
+
+
+def test_python_unserializable_result_names_the_path(tmp_path: Path) -> None:
+    code = "def execute(input):\n    return {'a': [1, {2}]}\n"
+    error = run_stage(tmp_path, "python", code).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith('result["a"][1] is a set' + HINT)
+
+
+@needs_node
+@pytest.mark.parametrize(
+    ("expression", "where"),
+    [
+        ("{a: [1, 2, 3, 10n]}", 'result["a"][3] is a bigint'),
+        ("{x: [NaN]}", 'result["x"][0] is a non-finite number (NaN)'),
+    ],
+    ids=["bigint", "nan"],
+)
+def test_node_unserializable_result_names_the_path(
+    tmp_path: Path, expression: str, where: str
+) -> None:
+    code = f"function execute(input) {{\n  return {expression};\n}}\n"
+    error = run_stage(tmp_path, "node", code).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith(where + HINT)
+
+
+# Everything JSON.stringify would drop, mangle or throw on, checked in one node process.
+NODE_UNSERIALIZABLE = [
+    ("[-Infinity]", ["result[0]", "non-finite number (-Infinity)"]),
+    ("{a: undefined}", ['result["a"]', "undefined"]),
+    ("{'a\"b': () => 1}", ['result["a\\"b"]', "function"]),
+    ("[Symbol('s')]", ["result[0]", "symbol"]),
+    ("{[Symbol('k')]: 1}", ["result[Symbol(k)]", "key of type symbol"]),
+    ("new Map([[1, 2]])", ["result", "Map"]),
+    ("{s: new Set([1])}", ['result["s"]', "Set"]),
+    ("{when: new Date(0)}", ['result["when"]', "Date"]),
+    ("[1, , 3]", ["result[1]", "hole in a sparse array"]),
+    (
+        "(() => { const a = {n: 1}; a.self = a; return a; })()",
+        ['result["self"]', "circular reference"],
+    ),
+    ("new (class Point { constructor() { this.x = 1; } })()", ["result", "Point"]),
+    # fine: shared (not circular) values, null-prototype objects, JSON scalars
+    ("(() => { const a = [1]; return [a, {b: a}]; })()", None),
+    ("Object.assign(Object.create(null), {k: [null, true, 'é', -0.5]})", None),
+]
+
+
+@needs_node
+def test_node_unserializable_finds_what_json_cannot_hold() -> None:
+    assert NODE is not None
+    script = (
+        "const {unserializable} = require(process.argv[1]);\n"
+        f"const values = [{', '.join(f'() => ({expr})' for expr, _ in NODE_UNSERIALIZABLE)}];\n"
+        "console.log(JSON.stringify(values.map((make) => unserializable(make(), 'result'))));\n"
+    )
+    done = subprocess.run(
+        [NODE, "-e", script, str(WRAPPERS / "node_stage.js")],
+        capture_output=True,
+        env=ENV,
+        check=True,
+        text=True,
+    )
+    assert json.loads(done.stdout) == [found for _, found in NODE_UNSERIALIZABLE]
+
+
+@needs_node
+def test_node_undefined_result_is_null(tmp_path: Path) -> None:
+    assert run_stage(tmp_path, "node", "function execute(input) {}\n").value is None
+
+
+@needs_bash
+def test_bash_invalid_json_output_reaches_the_kernel_unparseable(tmp_path: Path) -> None:
+    run = run_stage(tmp_path, "bash", "execute() {\n  echo '{\"a\": }'\n}\n")
+    assert run.returncode == 0
+    assert b'{"a": }' in run.channel
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(run.channel)
+
+
+@needs_bash
+def test_bash_output_cannot_override_the_envelope_keys(tmp_path: Path) -> None:
+    code = 'execute() {\n  echo \'1, "ok": false, "ipyrunner": 99\'\n}\n'
+    run = run_stage(tmp_path, "bash", code)
+    assert run.value == 1  # the wrapper's own keys come last: the usual last-key-wins
+
+
+@needs_bash
+def test_bash_empty_output_is_an_error(tmp_path: Path) -> None:
+    error = run_stage(tmp_path, "bash", "execute() {\n  echo 'only a message' >&2\n}\n").error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"] == (
+        "execute printed no result; print a JSON value on stdout (use >&2 for messages)"
+    )
+
+
+# -- exiting ------------------------------------------------------------------
+
+EXITING = {
+    "python": "import sys\n\ndef execute(input):\n    sys.exit(3)\n",
+    "node": "function execute(input) {\n  process.exit(3);\n}\n",
+    "bash": "echo before\nexit 3\nexecute() {\n  echo 1\n}\n",
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_exit_in_the_cell_leaves_no_envelope(tmp_path: Path, language: str) -> None:
+    run = run_stage(tmp_path, language, EXITING[language])
+    assert run.returncode == 3
+    assert run.channel == b""
+
+
+@needs_bash
+def test_bash_exit_inside_execute_is_its_status(tmp_path: Path) -> None:
+    # execute runs in $(...): `exit` there ends only execute, like `return`.
+    error = run_stage(tmp_path, "bash", "execute() {\n  echo partial\n  exit 4\n}\n").error
+    assert error == {"type": "ExitStatus", "message": "execute returned status 4", "traceback": ""}
+
+
+@needs_bash
+def test_bash_set_e_in_the_cell_applies_inside_execute(tmp_path: Path) -> None:
+    code = "set -e\nexecute() {\n  echo partial\n  false\n  echo never\n}\n"
+    run = run_stage(tmp_path, "bash", code)
+    assert run.error["message"] == (
+        "execute returned status 1 (last failing command: 'false' at line 4)"
+    )
+    assert "partial" in run.stdout  # what execute printed before failing is shown
+    assert "never" not in run.stdout
+
+
+@needs_bash
+def test_bash_message_escapes_every_awkward_character(tmp_path: Path) -> None:
+    code = 'execute() {\n  false "tab\there" \'q"uote\' \'back\\slash\' "🎉" "two\nlines"\n}\n'
+    error = run_stage(tmp_path, "bash", code).error
+    command_text = 'false "tab\there" \'q"uote\' \'back\\slash\' "🎉" "two\nlines"'
+    assert error["message"] == (
+        f"execute returned status 1 (last failing command: '{command_text}' at line 2)"
+    )
+
+
+@needs_bash
+def test_bash_json_string_escaper(tmp_path: Path) -> None:
+    assert BASH is not None
+    text = "".join(map(chr, range(1, 128))) + 'é ✓ 🎉 "q" \\\\ \\u0041 end\n\n'
+    script = 'source "$1"; __ipyrunner_json_string "$2"; printf "%s" "$__ipyrunner_json"'
+    done = subprocess.run(
+        [BASH, "-c", script, "_", str(WRAPPERS / "bash_stage.sh"), text],
+        capture_output=True,
+        env=ENV,
+        check=True,
+    )
+    encoded = done.stdout.decode("utf-8")
+    assert json.loads(encoded) == text  # strict: a raw control character would fail
+    assert "\\u0001" in encoded
+    assert "\\n" in encoded
+
+
+# -- node specifics -----------------------------------------------------------
+
+ASYNC = [
+    "async function execute(input) {\n"
+    "  await new Promise((resolve) => setTimeout(resolve, 5));\n"
+    "  return {got: input};\n"
+    "}\n",
+    "const execute = async (input) => ({got: input});\n",
+    "let execute = (input) => ({then(resolve) { resolve({got: input}); }});\n",
+]
+
+
+@needs_node
+@pytest.mark.parametrize("code", ASYNC, ids=["async-function", "const-arrow", "thenable"])
+def test_node_awaits_the_result(tmp_path: Path, code: str) -> None:
+    assert run_stage(tmp_path, "node", code, '{"x": 1}').value == {"got": {"x": 1}}
+
+
+@needs_node
+def test_node_rejection_reports_the_cells_line(tmp_path: Path) -> None:
+    code = "async function execute(input) {\n  await null;\n  throw new TypeError('late');\n}\n"
+    error = run_stage(tmp_path, "node", code).error
+    assert (error["type"], error["message"]) == ("TypeError", "late")
+    assert "(<stage clean>:3:9)" in error["traceback"]
+
+
+@needs_node
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (
+            "function execute(input) {\n  return new Promise(() => {});\n}\n",
+            ("UnsettledPromise", "execute returned a promise that never settled"),
+        ),
+        (
+            "function execute(input) {\n"
+            "  setTimeout(() => { null.x; }, 1);\n"
+            "  return new Promise(() => {});\n"
+            "}\n",
+            ("TypeError", "Cannot read properties of null (reading 'x')"),
+        ),
+        (
+            "class Oops extends Error {}\nfunction execute() {\n  throw new Oops('o');\n}\n",
+            ("Oops", "o"),
+        ),
+        ("function execute() {\n  throw 'plain text';\n}\n", ("Error", "plain text")),
+    ],
+    ids=["never-settles", "throw-in-callback", "error-subclass", "thrown-string"],
+)
+def test_node_failure_kinds(tmp_path: Path, code: str, expected: tuple[str, str]) -> None:
+    error = run_stage(tmp_path, "node", code).error
+    assert (error["type"], error["message"]) == expected
+
+
+@needs_node
+def test_node_cell_can_require_modules(tmp_path: Path) -> None:
+    code = "const path = require('path');\nfunction execute(input) {\n  return path.sep;\n}\n"
+    assert run_stage(tmp_path, "node", code).value == "/"
+
+
+# -- the result channel stays private -----------------------------------------
+
+HIDDEN = {
+    "python": (
+        "import os, subprocess\n"
+        "def execute(input):\n"
+        "    env = subprocess.run(['env'], capture_output=True, text=True).stdout\n"
+        "    return [os.environ.get('IPYRUNNER_RESULT_FD'), 'IPYRUNNER_RESULT_FD' in env]\n"
+    ),
+    "node": (
+        "const {execSync} = require('child_process');\n"
+        "function execute(input) {\n"
+        "  const env = execSync('env').toString();\n"
+        "  return [process.env.IPYRUNNER_RESULT_FD ?? null, env.includes('IPYRUNNER_RESULT_FD')];\n"
+        "}\n"
+    ),
+    "bash": (
+        "execute() {\n"
+        "  local seen=false\n"
+        "  if env | grep -q IPYRUNNER_RESULT_FD; then seen=true; fi\n"
+        '  printf \'[%s, %s]\\n\' "${IPYRUNNER_RESULT_FD-null}" "$seen"\n'
+        "}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_result_variable_is_not_visible_to_the_cell(tmp_path: Path, language: str) -> None:
+    assert run_stage(tmp_path, language, HIDDEN[language]).value == [None, False]
+
+
+@needs_bash
+def test_bash_result_fd_is_closed_while_the_cell_runs(tmp_path: Path) -> None:
+    code = (
+        "fds() { local f; for f in /proc/$BASHPID/fd/*; do printf '%s ' \"${f##*/}\"; done; }\n"
+        "top=$(fds)\n"
+        "execute() {\n"
+        '  printf \'{"top": "%s", "inside": "%s"}\' "$top" "$(fds)"\n'
+        "}\n"
+    )
+    run = run_stage(tmp_path, "bash", code)
+    value = run.value
+    assert str(run.result_fd) not in value["top"].split()
+    assert str(run.result_fd) not in value["inside"].split()
