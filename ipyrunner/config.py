@@ -18,6 +18,7 @@ from traitlets.config import SingletonConfigurable
 from .errors import InvalidOption
 
 ENV_PREFIX = "IPYRUNNER_"
+ISOLATION_MODES = ("auto", "bwrap", "none")
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -115,7 +116,24 @@ class IPyRunner(SingletonConfigurable):
     bash_executable = Unicode("", help="bash for .sh scripts; empty: found on PATH.").tag(
         config=True
     )
+    isolate = Enum(
+        list(ISOLATION_MODES),
+        "auto",
+        help="bwrap: always sandbox (fail if unusable); none: never; auto: bwrap when usable.",
+    ).tag(config=True)
     require_sandbox = Bool(False, help="Turn every unsandboxed run into an error.").tag(config=True)
+    memory = ByteSize(4 << 30, help="Data memory a run may use (cgroup and RLIMIT_DATA).").tag(
+        config=True
+    )
+    cpu_time = Float(0.0, help="CPU seconds a run may use; 0 leaves it to the timeout.").tag(
+        config=True
+    )
+    processes = Int(512, help="Processes (and threads) a run may have at once.").tag(config=True)
+    file_size = ByteSize(4 << 30, help="Largest file a run may write.").tag(config=True)
+    open_files = Int(1024, help="Files a run may have open at once.").tag(config=True)
+    tmp_size = ByteSize(
+        512 << 20, help="Size of the sandbox's private /tmp, HOME and working directory."
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -86,5 +86,9 @@ class ResultDecodeError(_FailedRun):
     """A stage's result was missing, not JSON, not an envelope, or too large."""
 
 
+class ResourceLimitExceeded(_FailedRun):
+    """A run was killed by its memory, CPU-time or file-size limit."""
+
+
 class OutputLimitExceeded(_FailedRun):
     """A run wrote more than its output cap and was killed."""

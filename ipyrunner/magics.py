@@ -1,12 +1,13 @@
-"""The notebook face: `%runscript`. Parses arguments, talks to the namespace,
-picks a display, and leaves everything else to the Python API."""
+"""The notebook face: `%runscript` and `%%stage`. Parses arguments, talks to
+the namespace, picks a display, and leaves everything else to the Python API."""
 
 from __future__ import annotations
 
 import argparse
 import keyword
 import shlex
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
@@ -15,8 +16,40 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .config import settings
 from .display import choose_sink
 from .errors import InvalidOption
+from .options import OPTIONS
 from .scripts import RunResult, run_script
 from .stages import Stage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options every run takes, in the order `%runscript?` and `%%stage?` list them.
+_RUN_ARGUMENTS = [
+    argument(
+        "--effects",
+        metavar="LIST",
+        help="what the run may do: network, fs-read[:PATH], fs-write[:PATH] (comma-separated)",
+    ),
+    argument(
+        "--isolate",
+        choices=("auto", "bwrap", "none"),
+        help="sandbox: auto (default), bwrap (required), none (opt out)",
+    ),
+    argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds"),
+    argument("--retries", metavar="N", help="further attempts after a failed one (backoff)"),
+    argument("--max-output", metavar="SIZE", help="kill the run past this output (64K, 10M)"),
+    argument("--memory", metavar="SIZE", help="memory limit (512M, 2G)"),
+    argument("--cpu-time", metavar="SECONDS", help="CPU-time limit"),
+    argument("--processes", metavar="N", help="most processes and threads at once"),
+    argument("--file-size", metavar="SIZE", help="largest file the run may write"),
+    argument("--open-files", metavar="N", help="most open files at once"),
+    argument("--quiet", action="store_true", help="no live output"),
+]
+
+
+def run_arguments(func: F) -> F:
+    for decorator in reversed(_RUN_ARGUMENTS):
+        func = decorator(func)
+    return func
 
 
 def _identifier(value: str) -> str:
@@ -25,12 +58,13 @@ def _identifier(value: str) -> str:
     return value
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+
+
 @magics_class
 class RunnerMagics(Magics):
     @magic_arguments()
-    @argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds")
-    @argument("--retries", metavar="N", help="further attempts after a failed one (backoff)")
-    @argument("--max-output", metavar="SIZE", help="kill the run past this output (64K, 10M)")
     @argument("--out", metavar="VAR", type=_identifier, help="bind the RunResult to VAR")
     @argument(
         "--env",
@@ -40,7 +74,7 @@ class RunnerMagics(Magics):
         help="forward one variable to the script (repeatable)",
     )
     @argument("--no-raise", action="store_true", help="return a failed result instead of raising")
-    @argument("--quiet", action="store_true", help="no live output")
+    @run_arguments
     @argument("path", help="the script, relative to the project directory")
     @argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     @line_magic
@@ -50,24 +84,24 @@ class RunnerMagics(Magics):
         The path is relative to the project directory (PROJECT_DIRECTORY from
         the environment or .env, else the current directory) and may not leave
         it. Options come before the path; everything after it goes to the
-        script. The child gets a cleared environment, a timeout per attempt,
-        retries with exponential backoff, and an output cap.
+        script. The script runs in a bubblewrap sandbox with the project
+        read-write (--effects to change that), a cleared environment, a
+        timeout per attempt, retries with exponential backoff, an output cap
+        and resource limits.
         """
         args = parse_argstring(self.runscript, line)
         config = settings()
-        sink = choose_sink(config, quiet=args.quiet)
         try:
-            with sink:
+            with choose_sink(config, quiet=args.quiet) as sink:
                 result = run_script(
                     args.path,
                     *args.args,
-                    timeout=args.timeout,
-                    retries=args.retries,
-                    max_output=args.max_output,
+                    effects=args.effects,
                     env=args.env,
                     check=False,
                     sink=sink,
                     config=config,
+                    **_options(args),
                 )
         except InvalidOption as exc:
             raise UsageError(str(exc)) from None
@@ -80,10 +114,7 @@ class RunnerMagics(Magics):
     @argument("name", nargs="?", type=_identifier, help="bind a Stage to NAME instead of running")
     @argument("--in", dest="input", metavar="EXPR", help="the input: a Python expression")
     @argument("--out", metavar="VAR", type=_identifier, help="bind the result value to VAR")
-    @argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds")
-    @argument("--retries", metavar="N", help="further attempts after a failed one (backoff)")
-    @argument("--max-output", metavar="SIZE", help="kill the run past this output (64K, 10M)")
-    @argument("--quiet", action="store_true", help="no live output")
+    @run_arguments
     @no_var_expand
     @cell_magic
     def stage(self, line: str, cell: str) -> Any:
@@ -92,20 +123,20 @@ class RunnerMagics(Magics):
         With NAME, the Stage is bound to NAME and runs only if --in is given;
         without NAME it runs now. The input (--in, evaluated in the notebook)
         goes in as JSON and the JSON result comes back: shown as Out[n], and
-        bound to --out VAR. What the cell prints streams live.
+        bound to --out VAR. What the cell prints streams live. The stage runs
+        in a bubblewrap sandbox with no network and no project files unless
+        --effects grants them.
         """
         args = parse_argstring(self.stage, line)
-        limits = {
-            key: value
-            for key, value in (
-                ("timeout", args.timeout),
-                ("retries", args.retries),
-                ("max_output", args.max_output),
-            )
-            if value is not None
-        }
         try:
-            stage = Stage(cell, args.language, name=args.name, line_offset=1, **limits)
+            stage = Stage(
+                cell,
+                args.language,
+                name=args.name,
+                effects=args.effects or (),
+                line_offset=1,
+                **_options(args),
+            )
             if args.name:
                 self.shell_namespace()[args.name] = stage
                 if args.input is None:

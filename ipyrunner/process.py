@@ -54,7 +54,7 @@ class RunStatus:
             returncode=result.returncode,
             elapsed_s=result.duration_s,
             truncated_at=cap if truncated else None,
-            note="unsandboxed" if result.isolation == "none" else "",
+            note="" if result.isolation == "bwrap" else "unsandboxed",
         )
 
     @property

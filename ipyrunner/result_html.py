@@ -43,6 +43,15 @@ def describe_returncode(returncode: int) -> str:
     return f"exit {returncode}"
 
 
+def isolation_warning(isolation: str) -> str:
+    """What a result must say on its face about how it was (not) sandboxed."""
+    if isolation == "bwrap":
+        return ""
+    if isolation == "unavailable":
+        return "ran unsandboxed: bubblewrap is unusable here (python -m ipyrunner doctor)"
+    return "ran unsandboxed (--isolate none)"
+
+
 def _tail(text: str) -> str:
     if len(text) <= _TAIL:
         return text
@@ -79,11 +88,8 @@ def render_result_html(
         for name, text in shown
         if text
     )
-    notice = (
-        "<div style='color:#e65100'>&#9888; ran unsandboxed</div>"
-        if result.isolation == "none"
-        else ""
-    )
+    warning = isolation_warning(result.isolation)
+    notice = f"<div style='color:#e65100'>&#9888; {escape(warning)}</div>" if warning else ""
     return (
         f"<div style='border-left:4px solid {colour};padding-left:0.6em'>"
         f"<b>{escape(kind)} {escape(result.label)}</b>{notice}<table>{rows}</table>"

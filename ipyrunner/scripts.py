@@ -6,22 +6,27 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import IPyRunner, settings
+from .effects import PROJECT_WRITE, Effects, parse_effects
 from .environment import child_environment, parse_forwards, private_dirs
 from .errors import (
     OutputLimitExceeded,
+    ResourceLimitExceeded,
     ScriptFailed,
     ScriptNotFound,
     ScriptTimeout,
     UnsupportedScript,
 )
+from .options import RunOptions
 from .paths import project_directory, resolve_in_project
 from .presenting import presenter
-from .process import Completed, Limits, RunStatus, Sink, run_process
+from .process import RunStatus, Sink
 from .result_html import describe_returncode, render_result_html
-from .retry import RetryPolicy, run_reported
-from .runtimes.host import host_interpreter
+from .retry import run_reported
+from .runtimes.host import host_interpreter, host_runtime_paths
+from .sandbox.isolation import Attempted, RunNeeds, run_isolated
 
 LANGUAGES = {".py": "python", ".sh": "bash", ".js": "node"}
 
@@ -40,10 +45,11 @@ class RunResult:
     timed_out: bool = False
     args: tuple[str, ...] = ()
     isolation: str = "none"
+    limit: str | None = None  # memory, cpu or file-size: the limit that killed it
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.truncated
+        return self.returncode == 0 and not (self.timed_out or self.truncated or self.limit)
 
     @property
     def outcome(self) -> str:
@@ -51,6 +57,8 @@ class RunResult:
             return "timed out"
         if self.truncated:
             return "output limit"
+        if self.limit:
+            return f"{self.limit} limit"
         return "succeeded" if self.returncode == 0 else "failed"
 
     def check(self) -> RunResult:
@@ -68,6 +76,12 @@ class RunResult:
             raise OutputLimitExceeded(
                 f"{self.path} wrote more than the output cap and was killed; "
                 "raise --max-output or make the script quieter",
+                self,
+            )
+        if self.limit:
+            raise ResourceLimitExceeded(
+                f"{self.path} was killed by its {self.limit} limit {tries}; "
+                f"raise it (--{self.limit.replace('cpu', 'cpu-time')}) or make the script leaner",
                 self,
             )
         last = _last_line(self.stderr) or _last_line(self.stdout)
@@ -88,7 +102,7 @@ class RunResult:
             f"stdout {len(self.stdout)} chars",
             f"stderr {len(self.stderr)} chars",
         ]
-        if self.isolation == "none":
+        if self.isolation != "bwrap":
             parts.append("unsandboxed")
         return f"<RunResult {' · '.join(parts)}>"
 
@@ -142,69 +156,88 @@ def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner
 def run_script(
     path: str | os.PathLike[str],
     *args: str,
-    timeout: float | str | None = None,
-    retries: int | str | None = None,
-    max_output: int | str | None = None,
+    effects: str | Sequence[str] | Effects | None = None,
     env: Mapping[str, str] | Sequence[str] = (),
     check: bool = True,
     sink: Sink | None = None,
     config: IPyRunner | None = None,
+    **options: Any,
 ) -> RunResult:
     """Run the project script `path` with `args` and return its `RunResult`.
 
     The path is relative to the project directory and must stay inside it.
     The child gets a cleared environment plus `env` (`NAME` copies the
-    kernel's value, `NAME=VALUE` sets one). Each attempt is killed after
-    `timeout` seconds or `max_output` bytes; a non-zero exit or a timeout is
-    retried up to `retries` times. With `check`, a failed last attempt raises
-    `ScriptFailed` (`ScriptTimeout`, `OutputLimitExceeded`).
+    kernel's value, `NAME=VALUE` sets one), and runs sandboxed with `effects`
+    (default `fs-write`: the project read-write). Options: `timeout`,
+    `max_output`, `retries`, `isolate`, `memory`, `cpu_time`, `processes`,
+    `file_size`, `open_files`. A non-zero exit or a timeout is retried; with
+    `check`, a failed last attempt raises `ScriptFailed` (`ScriptTimeout`,
+    `OutputLimitExceeded`, `ResourceLimitExceeded`).
     """
     config = config or settings()
-    limits = Limits.from_settings(config, timeout, max_output)
-    policy = RetryPolicy.from_settings(config, retries)
+    run_options = RunOptions.from_settings(config, **options)
+    granted = PROJECT_WRITE if effects is None else parse_effects(effects)
     forward = parse_forwards(env)
     job = prepare(path, args, config)
     if sink is None:
         with presenter().sink() as shown:
-            return _run(job, shown, limits, policy, forward, check)
-    return _run(job, sink, limits, policy, forward, check)
+            return _run(job, shown, run_options, granted, forward, check)
+    return _run(job, sink, run_options, granted, forward, check)
 
 
 def _run(
     job: ScriptJob,
     sink: Sink,
-    limits: Limits,
-    policy: RetryPolicy,
+    options: RunOptions,
+    effects: Effects,
     forward: dict[str, str],
     check: bool,
 ) -> RunResult:
-    def attempt(number: int) -> Completed:
-        with private_dirs() as dirs:
-            environment = child_environment(dirs, job.project, forward)
-            return run_process(job.argv, env=environment, cwd=job.project, limits=limits, sink=sink)
+    runtime = host_runtime_paths(job.argv[0])
 
-    completed, made, elapsed = run_reported(
-        job.label, sink, policy, attempt, retryable=_retryable, failure=_failure
+    def attempt(number: int) -> Attempted:
+        with private_dirs() as dirs:
+            needs = RunNeeds(
+                argv=job.argv,
+                env=child_environment(dirs, job.project, forward),
+                project=job.project,
+                dirs=dirs,
+                effects=effects,
+                runtime_paths=runtime,
+                readable=(str(job.script),),
+            )
+            return run_isolated(needs, options, sink=sink)
+
+    last, made, elapsed = run_reported(
+        job.label, sink, options.retry, attempt, retryable=_retryable, failure=_failure
     )
+    done = last.done
     result = RunResult(
         path=job.label,
-        returncode=completed.returncode,
-        stdout=completed.stdout,
-        stderr=completed.stderr,
+        returncode=done.returncode,
+        stdout=done.stdout,
+        stderr=done.stderr,
         duration_s=elapsed,
         attempts=made,
-        truncated=completed.output_exceeded,
-        timed_out=completed.timed_out,
+        truncated=done.output_exceeded,
+        timed_out=done.timed_out,
         args=job.args,
+        isolation=last.isolation,
+        limit=last.limit,
     )
-    sink.status(RunStatus.final(result, policy.attempts, limits.max_output, result.truncated))
+    cap = options.limits.max_output
+    sink.status(RunStatus.final(result, options.retry.attempts, cap, result.truncated))
     return result.check() if check else result
 
 
-def _failure(done: Completed) -> str:
+def _failure(attempt: Attempted) -> str:
+    done = attempt.done
+    if attempt.limit:
+        return f"hit its {attempt.limit} limit"
     return "timed out" if done.timed_out else describe_returncode(done.returncode)
 
 
-def _retryable(done: Completed) -> bool:
-    # An output flood is the script misbehaving, not a transient fault.
-    return not done.ok and not done.output_exceeded
+def _retryable(attempt: Attempted) -> bool:
+    # A flood or a resource limit is the script misbehaving, not a transient fault.
+    done = attempt.done
+    return not done.ok and not done.output_exceeded and attempt.limit is None

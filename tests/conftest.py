@@ -39,3 +39,19 @@ def write_script(project: Path, name: str, body: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
     return name
+
+
+def processes_running(marker: str) -> list[int]:
+    """Host pids of live (non-zombie) processes whose command line has `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -10,6 +11,7 @@ from ..config import IPyRunner
 from ..environment import MINIMAL_PATH
 from ..errors import InterpreterNotFound
 from ..paths import setting
+from ..process import Limits, run_process
 
 _INSTALL = {"node": "apt-get install nodejs", "bash": "apt-get install bash"}
 
@@ -35,3 +37,35 @@ def _executable(name: str, fix: str) -> str:
     if found is None:
         raise InterpreterNotFound(f"{name!r} was not found; fix: {fix}")
     return os.path.abspath(found)
+
+
+@functools.cache
+def host_runtime_paths(executable: str) -> tuple[str, ...]:
+    """The trees a sandbox must expose read-only for `executable` to run.
+
+    System directories are exposed anyway; an interpreter elsewhere (pyenv, a
+    venv, /opt) brings its installation prefix, and a Python its sys.prefix
+    and sys.base_prefix (asked of the interpreter itself, outside any sandbox).
+    """
+    real = os.path.realpath(executable)
+    paths = {os.path.dirname(os.path.dirname(real))}
+    if os.path.basename(real).startswith("python"):
+        if os.path.realpath(sys.executable) == real or executable == sys.executable:
+            paths |= {sys.prefix, sys.base_prefix}
+        else:
+            paths |= set(_python_prefixes(executable))
+    return tuple(sorted(p for p in paths if not _is_system(p)))
+
+
+def _python_prefixes(executable: str) -> list[str]:
+    done = run_process(
+        [executable, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+        env={"PATH": MINIMAL_PATH},
+        cwd="/",
+        limits=Limits(timeout=30),
+    )
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def _is_system(path: str) -> bool:
+    return path in ("/", "/usr", "/usr/local") or path.startswith(("/usr/", "/bin", "/lib"))

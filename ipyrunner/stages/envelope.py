@@ -22,8 +22,8 @@ class StageError:
 
     `kind` is one of: raised (the user's code raised; `type` is its class),
     exit (ended without a result), signal (killed by a signal), timeout,
-    output (the output cap), decode (a missing or malformed envelope), or
-    result-size (the result was over its cap).
+    limit (memory, cpu or file-size), output (the output cap), decode (a
+    missing or malformed envelope), or result-size (the result was over its cap).
     """
 
     kind: str
@@ -43,8 +43,13 @@ def _fail(kind: str, kind_type: str, message: str, traceback: str = "") -> Outco
     return Outcome(False, error=StageError(kind, kind_type, message, traceback))
 
 
-def decode(done: Completed, language: str, result_cap: int) -> Outcome:
-    """What a finished stage process produced: a value, or why there is none."""
+def decode(done: Completed, language: str, result_cap: int, limit: str | None = None) -> Outcome:
+    """What a finished stage process produced: a value, or why there is none.
+
+    `limit` names the resource limit (memory, cpu, file-size) that killed it.
+    """
+    if limit is not None:
+        return _fail("limit", f"{limit} limit", f"the stage was killed by its {limit} limit")
     if done.timed_out:
         return _fail("timeout", "Timeout", "the stage ran past its timeout and was killed")
     if done.output_exceeded:

@@ -6,7 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OutputLimitExceeded, ResultDecodeError, StageFailed, StageTimeout
+from ..errors import (
+    OutputLimitExceeded,
+    ResourceLimitExceeded,
+    ResultDecodeError,
+    StageFailed,
+    StageTimeout,
+)
 from ..result_html import render_result_html
 from .envelope import StageError
 
@@ -40,6 +46,8 @@ class StageResult:
     def outcome(self) -> str:
         if self.error is None:
             return "succeeded"
+        if self.error.kind == "limit":
+            return self.error.type
         return {"timeout": "timed out", "output": "output limit"}.get(self.error.kind, "failed")
 
     def check(self) -> StageResult:
@@ -56,6 +64,12 @@ class StageResult:
             raise OutputLimitExceeded(
                 f"{self.label} wrote more than the output cap and was killed; "
                 "raise --max-output or print less",
+                self,
+            )
+        if error.kind == "limit":
+            raise ResourceLimitExceeded(
+                f"{self.label}: {error.message}; raise the limit (--memory, "
+                "IPyRunner.cpu_time, IPyRunner.file_size) or use less",
                 self,
             )
         if error.kind in ("decode", "result-size"):
@@ -76,7 +90,7 @@ class StageResult:
         parts = [self.label, self.outcome, head, f"{self.duration_s:.2f} s"]
         if self.attempts != 1:
             parts.append(f"{self.attempts} attempts")
-        if self.isolation == "none":
+        if self.isolation != "bwrap":
             parts.append("unsandboxed")
         return f"<StageResult {' · '.join(parts)}>"
 

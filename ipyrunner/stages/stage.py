@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import IPyRunner, settings
+from ..effects import Effects, parse_effects
 from ..environment import child_environment, private_dirs
 from ..errors import (
     InvalidOption,
@@ -21,18 +22,19 @@ from ..errors import (
     ResultDecodeError,
     StageFailed,
 )
+from ..options import RunOptions
 from ..paths import project_directory
 from ..presenting import presenter
-from ..process import ChannelSpec, Completed, Limits, NullSink, RunStatus, Sink, run_process
-from ..retry import RetryPolicy, run_reported
-from ..runtimes.host import host_interpreter
+from ..process import ChannelSpec, Completed, NullSink, RunStatus, Sink
+from ..retry import run_reported
+from ..runtimes.host import host_interpreter, host_runtime_paths
+from ..sandbox.isolation import Attempted, RunNeeds, run_isolated
 from .envelope import Outcome, decode
 from .languages import Language, find_language
 from .result import StageResult
 from .wrappers.python_stage import unserializable
 
 RESULT_FD_VARIABLE = "IPYRUNNER_RESULT_FD"
-_LIMITS = frozenset({"timeout", "max_output", "retries"})
 
 
 def encode_input(value: Any) -> bytes:
@@ -56,8 +58,12 @@ def encode_input(value: Any) -> bytes:
 
 @dataclass(frozen=True)
 class _Attempt:
-    done: Completed
+    ran: Attempted
     outcome: Outcome
+
+    @property
+    def done(self) -> Completed:
+        return self.ran.done
 
 
 class Stage:
@@ -72,28 +78,26 @@ class Stage:
         code: str,
         language: str = "python",
         *,
-        effects: Sequence[str] = (),
+        effects: str | Sequence[str] | Effects = (),
         requires: Sequence[str] = (),
         name: str | None = None,
         runtime: str = "auto",
         line_offset: int = 0,
         **limits: Any,
     ) -> None:
-        unknown = set(limits) - _LIMITS
-        if unknown:
-            raise TypeError(f"unknown Stage option(s): {', '.join(sorted(unknown))}")
         if name is not None and not name.isidentifier():
             raise InvalidStage(f"invalid stage name {name!r}: use a Python identifier")
-        if effects or requires or runtime not in ("auto", "host"):
+        if requires or runtime not in ("auto", "host"):
             # Refuse rather than ignore: a declared need must never be dropped silently.
             raise InvalidOption(
-                "effects, requirements and non-host runtimes are not available in this "
-                "version of ipyrunner; remove them to run on the host interpreter"
+                "requirements and non-host runtimes are not available in this version of "
+                "ipyrunner; remove them to run on the host interpreter"
             )
+        RunOptions.from_settings(settings(), **limits)  # bad options fail before anything runs
         self.code = code
         self.language: Language = find_language(language)
         self.name = name
-        self.effects = tuple(sorted(effects))
+        self.effects = parse_effects(effects)
         self.requires = tuple(sorted(requires))
         self.runtime = "host"
         self.limits = dict(limits)
@@ -121,7 +125,7 @@ class Stage:
             {
                 "language": self.language.name,
                 "code": self.code,
-                "effects": list(self.effects),
+                "effects": self.effects.canonical(),
                 "requirements": list(self.requires),
                 "runtime": self.runtime,
             },
@@ -183,11 +187,10 @@ class Stage:
         config: IPyRunner,
         cancel: threading.Event | None,
     ) -> StageResult:
-        limits = Limits.from_settings(
-            config, self.limits.get("timeout"), self.limits.get("max_output")
-        )
-        policy = RetryPolicy.from_settings(config, self.limits.get("retries"))
-        argv = (host_interpreter(self.language.interpreter, config), *self.language.flags)
+        options = RunOptions.from_settings(config, **self.limits)
+        interpreter = host_interpreter(self.language.interpreter, config)
+        argv = (interpreter, *self.language.flags)
+        runtime = host_runtime_paths(interpreter)
         project = project_directory()
 
         def attempt(number: int) -> _Attempt:
@@ -198,23 +201,33 @@ class Stage:
                 wrapper.write_text(self.language.wrapper_source(), encoding="utf-8")
                 cell = code_dir / f"cell{self.language.extension}"
                 cell.write_text(self.numbered_code, encoding="utf-8")
-                done = run_process(
-                    (*argv, str(wrapper), str(cell), self.name or "cell"),
+                needs = RunNeeds(
+                    argv=(*argv, str(wrapper), str(cell), self.name or "cell"),
                     env=child_environment(dirs, project),
+                    project=project,
+                    dirs=dirs,
+                    effects=self.effects,
+                    runtime_paths=runtime,
+                    readable=(str(code_dir),),
                     cwd=dirs.work,
-                    limits=limits,
-                    stdin=payload,
+                )
+                ran = run_isolated(
+                    needs,
+                    options,
                     sink=sink,
+                    stdin=payload,
                     channel=ChannelSpec(RESULT_FD_VARIABLE, config.max_result),
                     cancel=cancel,
                 )
-            return _Attempt(done, decode(done, self.language.name, config.max_result))
+            outcome = decode(ran.done, self.language.name, config.max_result, ran.limit)
+            return _Attempt(ran, outcome)
 
         last, made, elapsed = run_reported(
-            self.label, sink, policy, attempt, retryable=_retryable, failure=_failure
+            self.label, sink, options.retry, attempt, retryable=_retryable, failure=_failure
         )
         result = _result(self, last, made, elapsed)
-        sink.status(RunStatus.final(result, policy.attempts, limits.max_output, result.truncated))
+        cap = options.limits.max_output
+        sink.status(RunStatus.final(result, options.retry.attempts, cap, result.truncated))
         return result
 
 
@@ -247,6 +260,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         name=stage.name,
         language=stage.language.name,
         timed_out=done.timed_out,
+        isolation=attempt.ran.isolation,
     )
 
 

@@ -42,7 +42,7 @@ def test_stage_print_streams_while_it_runs(kernel: Kernel, project: Path) -> Non
     go = project / "go"
     kernel.execute(f"go_path = {str(go)!r}")
     cell = (
-        "%%stage python --in go_path\n"
+        "%%stage python --in go_path --effects fs-read\n"
         "import os, time\n"
         "def execute(path):\n"
         "    print('waiting for go', flush=True)\n"
@@ -57,7 +57,7 @@ def test_stage_print_streams_while_it_runs(kernel: Kernel, project: Path) -> Non
         if "waiting for go" in repr(msg["content"]):
             go.touch()
 
-    # The stage's private /tmp is not the project, but unsandboxed it can see `go`.
+    # fs-read lets the sandboxed stage see the project, where `go` appears.
     run = kernel.execute(cell, on_message=release)
     assert run.reply["status"] == "ok", run.reply
     assert kernel.evaluate("_") == "'released'"

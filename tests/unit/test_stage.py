@@ -17,6 +17,7 @@ from ipyrunner import (
     StageTimeout,
 )
 from ipyrunner.config import IPyRunner
+from ipyrunner.effects import Effects
 from ipyrunner.process import Completed
 from ipyrunner.stages.envelope import decode
 
@@ -47,7 +48,7 @@ def test_stage_id_is_sensitive_to_effects_requirements_and_runtime() -> None:
     stage = Stage(ECHO)
     ids = {stage.id}
     for field, value in (
-        ("effects", ("network",)),
+        ("effects", Effects(network=True)),
         ("requires", ("pyyaml==6.0.2",)),
         ("runtime", "venv"),
     ):
@@ -57,9 +58,14 @@ def test_stage_id_is_sensitive_to_effects_requirements_and_runtime() -> None:
     assert len(ids) == 4
 
 
-def test_declared_effects_are_refused_until_the_sandbox_can_honour_them() -> None:
+def test_requirements_are_refused_until_runtimes_can_honour_them() -> None:
     with pytest.raises(InvalidOption, match="not available"):
-        Stage(ECHO, effects=["network"])
+        Stage(ECHO, requires=["pyyaml==6.0.2"])
+
+
+def test_unknown_effect_fails_closed() -> None:
+    with pytest.raises(InvalidOption, match="unknown effect 'netwrk'"):
+        Stage(ECHO, effects="netwrk")
 
 
 @pytest.mark.parametrize(

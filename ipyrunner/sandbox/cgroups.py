@@ -1,0 +1,159 @@
+"""A cgroup per run, for the limits rlimits cannot hold.
+
+RLIMIT_NPROC does not bind a process whose real uid is root (and a sandbox
+run by root maps root's uid inside), and rlimits cannot tell a memory kill
+apart. Where the host lets us create cgroups (v1 or v2), each run gets one with
+`pids` and `memory` limits; where it does not, `create_run_cgroup` returns
+None and `doctor` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONTROLLERS = ("pids", "memory")
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    controller: str
+    version: int
+    directory: Path  # our own cgroup in that hierarchy
+
+
+def hierarchies() -> dict[str, Hierarchy]:
+    """Where each controller we use is mounted, and our cgroup in it."""
+    own: dict[str, str] = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            for name in names.split(",") if names else [""]:
+                own[name] = path
+        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    found: dict[str, Hierarchy] = {}
+    for line in mountinfo:
+        left, _, right = line.partition(" - ")
+        fstype, _, options = [*right.split(" "), "", "", ""][:3]
+        mountpoint = left.split(" ")[4]
+        if fstype == "cgroup":
+            for name in set(options.split(",")) & set(CONTROLLERS):
+                found[name] = Hierarchy(name, 1, Path(mountpoint) / own.get(name, "/").lstrip("/"))
+        elif fstype == "cgroup2" and "" in own:
+            directory = Path(mountpoint) / own[""].lstrip("/")
+            try:
+                available = (directory / "cgroup.controllers").read_text().split()
+            except OSError:
+                continue
+            for name in set(available) & set(CONTROLLERS):
+                found.setdefault(name, Hierarchy(name, 2, directory))
+    return found
+
+
+@dataclass
+class RunCgroup:
+    """The cgroups one run lives in; `close()` kills what is left and removes them."""
+
+    directories: dict[str, tuple[Hierarchy, Path]] = field(default_factory=dict)
+
+    @property
+    def procs_files(self) -> list[str]:
+        unique = {str(path / "cgroup.procs") for _, path in self.directories.values()}
+        return sorted(unique)
+
+    @property
+    def limits(self) -> set[str]:
+        return set(self.directories)
+
+    def oom_killed(self) -> bool:
+        entry = self.directories.get("memory")
+        if entry is None:
+            return False
+        hierarchy, path = entry
+        name = "memory.events" if hierarchy.version == 2 else "memory.oom_control"
+        try:
+            fields = dict(
+                line.split() for line in (path / name).read_text().splitlines() if " " in line
+            )
+        except (OSError, ValueError):
+            return False
+        return int(fields.get("oom_kill", "0")) > 0
+
+    def close(self) -> None:
+        for _, path in self.directories.values():
+            _empty(path)
+        for _, path in self.directories.values():
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # dying processes still listed; wait for them
+                    _empty(path)
+                    time.sleep(0.01)
+
+
+def _empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        for pid in (path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def create_run_cgroup(processes: int | None, memory: int | None) -> RunCgroup | None:
+    """A fresh cgroup with the limits that can be set here, or None if none can."""
+    wanted = {"pids": processes, "memory": memory}
+    run = RunCgroup()
+    name = f"ipyrunner-{uuid.uuid4().hex[:12]}"
+    for controller, hierarchy in hierarchies().items():
+        value = wanted[controller]
+        if value is None:
+            continue
+        path = _child(hierarchy, name)
+        if path is None:
+            continue
+        run.directories[controller] = (hierarchy, path)
+        try:
+            _set_limit(hierarchy, path, value)
+        except OSError:
+            run.close()
+            return None
+    return run if run.directories else None
+
+
+def _child(hierarchy: Hierarchy, name: str) -> Path | None:
+    path = hierarchy.directory / name
+    try:
+        path.mkdir(exist_ok=True)
+        if hierarchy.version == 2:
+            enabled = (path / "cgroup.controllers").read_text().split()
+            if hierarchy.controller not in enabled:
+                (hierarchy.directory / "cgroup.subtree_control").write_text(
+                    f"+{hierarchy.controller}"
+                )
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        return None
+    return path
+
+
+def _set_limit(hierarchy: Hierarchy, path: Path, value: int) -> None:
+    if hierarchy.controller == "pids":
+        (path / "pids.max").write_text(str(value))
+    elif hierarchy.version == 2:
+        (path / "memory.max").write_text(str(value))
+        with contextlib.suppress(OSError):
+            (path / "memory.swap.max").write_text("0")
+    else:
+        (path / "memory.limit_in_bytes").write_text(str(value))
+        with contextlib.suppress(OSError):
+            (path / "memory.memsw.limit_in_bytes").write_text(str(value))

@@ -1,0 +1,211 @@
+"""From what a run needs to the argv that runs it: sandboxed or not, limited.
+
+`isolate()` resolves the effects against the project, builds the policy,
+decides between bwrap and no sandbox by the isolation mode, creates the run's
+cgroup, and yields the full argv. The caller hands that argv to `run_process`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import ISOLATION_MODES
+from ..effects import Effects
+from ..environment import PrivateDirs
+from ..errors import InvalidOption, SandboxUnavailable
+from ..paths import resolve_in_project
+from ..process import ChannelSpec, Completed, Sink, run_process
+from .cgroups import RunCgroup, create_run_cgroup
+from .limits import ResourceLimits, launcher_argv, limit_hit, signal_of
+from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts
+from .probe import bwrap_status, find_program
+from .secrets import find_secrets
+
+if TYPE_CHECKING:
+    from ..options import RunOptions
+
+
+@dataclass(frozen=True)
+class RunNeeds:
+    """What one run needs from its surroundings."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    project: Path
+    dirs: PrivateDirs
+    effects: Effects
+    runtime_paths: Sequence[str] = ()
+    readable: Sequence[str] = ()  # files or trees the program itself needs (a script)
+    cwd: Path | None = None  # None: the project if granted, else the private workdir
+
+
+@dataclass
+class Isolated:
+    """The argv to spawn, where, and what to ask afterwards."""
+
+    argv: list[str]
+    cwd: str
+    isolation: str  # bwrap, none (opted out), unavailable (auto without bwrap)
+    limits: ResourceLimits
+    cgroup: RunCgroup | None
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.isolation == "bwrap"
+
+    def limit_hit(self, returncode: int, stderr: str) -> str | None:
+        oom = self.cgroup is not None and self.cgroup.oom_killed()
+        return limit_hit(returncode, stderr, self.sandboxed, oom, self.limits)
+
+
+def choose_isolation(mode: str, require_sandbox: bool) -> str:
+    """bwrap, none or unavailable; raises where the settings forbid the outcome."""
+    if mode not in ISOLATION_MODES:
+        raise InvalidOption(f"invalid --isolate {mode!r}: use auto, bwrap or none")
+    if mode == "none":
+        if require_sandbox:
+            raise SandboxUnavailable(
+                "--isolate none was asked for, but IPyRunner.require_sandbox is set; "
+                "drop --isolate none or unset require_sandbox"
+            )
+        return "none"
+    status = bwrap_status()
+    if status.usable:
+        return "bwrap"
+    if mode == "bwrap" or require_sandbox:
+        raise SandboxUnavailable(f"bubblewrap is unusable here: {status.reason}; fix: {status.fix}")
+    return "unavailable"
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """One attempt's process record, how it was isolated, and which limit ended it."""
+
+    done: Completed
+    isolation: str
+    limit: str | None
+
+
+def run_isolated(
+    needs: RunNeeds,
+    options: RunOptions,
+    *,
+    sink: Sink,
+    stdin: bytes | None = None,
+    channel: ChannelSpec | None = None,
+    cancel: threading.Event | None = None,
+) -> Attempted:
+    """Run `needs` once, isolated and limited as `options` say."""
+    with isolate(
+        needs, options.isolate, options.require_sandbox, options.resources, options.tmp_size
+    ) as isolated:
+        done = run_process(
+            isolated.argv,
+            env=needs.env,
+            cwd=isolated.cwd,
+            limits=options.limits,
+            stdin=stdin,
+            sink=sink,
+            channel=channel,
+            cancel=cancel,
+        )
+        limit = isolated.limit_hit(done.returncode, done.stderr)
+        if isolated.sandboxed:
+            # bwrap reports its child's death by a signal as exit 128 + signal.
+            sig = signal_of(done.returncode, sandboxed=True)
+            done = replace(done, returncode=-sig) if sig else done
+        return Attempted(done, isolated.isolation, limit)
+
+
+@contextlib.contextmanager
+def isolate(
+    needs: RunNeeds, mode: str, require_sandbox: bool, limits: ResourceLimits, tmp_size: int
+) -> Iterator[Isolated]:
+    """The argv for `needs` under the isolation `mode`, with its cgroup alive."""
+    isolation = choose_isolation(mode, require_sandbox)
+    grants = resolve_grants(needs.effects, needs.project)
+    cgroup = create_run_cgroup(limits.processes, limits.memory)
+    try:
+        prlimit = find_program("prlimit") or "prlimit"
+        prefix = launcher_argv(limits, cgroup.procs_files if cgroup else [], prlimit)
+        if isolation == "bwrap":
+            policy = build_policy(needs, grants, tmp_size)
+            status = bwrap_status()
+            argv = [*prefix, *build_bwrap_command(policy, status.path or "bwrap"), *needs.argv]
+            cwd = "/"
+        else:
+            argv = [*prefix, *needs.argv]
+            cwd = str(_cwd(needs, grants))
+        yield Isolated(argv, cwd, isolation, limits, cgroup)
+    finally:
+        if cgroup is not None:
+            cgroup.close()
+
+
+@dataclass(frozen=True)
+class Grants:
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+
+
+def resolve_grants(effects: Effects, project: Path) -> Grants:
+    """The effects' paths, through the one safe resolver; each must exist."""
+
+    def resolve(relative: str, name: str) -> str:
+        target = resolve_in_project(relative, project) if relative else project.resolve()
+        if not target.exists():
+            raise InvalidOption(
+                f"effect {name}:{relative}: no such path in the project directory {project}"
+            )
+        return str(target)
+
+    return Grants(
+        tuple(resolve(p, "fs-read") for p in effects.read),
+        tuple(resolve(p, "fs-write") for p in effects.write),
+    )
+
+
+def build_policy(needs: RunNeeds, grants: Grants, tmp_size: int) -> SandboxPolicy:
+    mounts = system_mounts(needs.effects.network)
+    mounts += _identity_files(needs.dirs)
+    mounts += [Mount("dir", str(d)) for d in (needs.dirs.home, needs.dirs.tmp, needs.dirs.work)]
+    mounts += [Mount("ro", p, p) for p in grants.read]
+    mounts += [Mount("rw", p, p) for p in grants.write]
+    # The runtime and the program's own files stay read-only even inside a
+    # writable grant (a venv inside the project, say).
+    mounts += [Mount("ro", p, p) for p in needs.runtime_paths if os.path.exists(p)]
+    mounts += [Mount("ro", p, p) for p in needs.readable]
+    for tree in (*grants.read, *grants.write):
+        mounts += find_secrets(tree).mounts()
+    return SandboxPolicy(
+        network=needs.effects.network,
+        mounts=tuple(mounts),
+        cwd=str(_cwd(needs, grants)),
+        tmp_size=tmp_size,
+    )
+
+
+def _cwd(needs: RunNeeds, grants: Grants) -> Path:
+    if needs.cwd is not None:
+        return needs.cwd
+    root = str(needs.project.resolve())
+    return needs.project if covers((*grants.read, *grants.write), root) else needs.dirs.work
+
+
+def _identity_files(dirs: PrivateDirs) -> list[Mount]:
+    """A passwd and group naming only the sandbox user: the host's stay hidden."""
+    etc = dirs.root / "etc"
+    etc.mkdir(exist_ok=True)
+    uid = SANDBOX_UID
+    (etc / "passwd").write_text(f"sandbox:x:{uid}:{uid}:sandbox:{dirs.home}:/bin/sh\n")
+    (etc / "group").write_text(f"sandbox:x:{uid}:\n")
+    return [
+        Mount("ro", "/etc/passwd", str(etc / "passwd")),
+        Mount("ro", "/etc/group", str(etc / "group")),
+    ]

@@ -1,0 +1,114 @@
+"""Resource limits: rlimits for every run, cgroups on top where the host allows.
+
+The limits become an argv prefix: a tiny `sh` that moves itself into the run's
+cgroups (so every descendant is counted from its first instruction), then
+`prlimit` setting the rlimits, then the program (bwrap, or the bare program).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import IPyRunner, parse_count, parse_seconds, parse_size
+
+# $0 is a label; arguments up to "--" are cgroup.procs files to join.
+_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+EXIT_JOIN_FAILED = 125
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Per-run limits; `None` leaves one unset."""
+
+    memory: int | None = None  # bytes of data memory
+    cpu_seconds: int | None = None
+    processes: int | None = None
+    file_size: int | None = None  # bytes, the largest file the run may write
+    open_files: int | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: IPyRunner,
+        memory: int | str | None = None,
+        cpu_time: float | str | None = None,
+        processes: int | str | None = None,
+        file_size: int | str | None = None,
+        open_files: int | str | None = None,
+    ) -> ResourceLimits:
+        """The settings' limits with the options a call gives (validated) on top."""
+        cpu = settings.cpu_time if cpu_time is None else parse_seconds(cpu_time, "--cpu-time")
+        procs = settings.processes if processes is None else parse_count(processes, "--processes")
+        files = (
+            settings.open_files if open_files is None else parse_count(open_files, "--open-files")
+        )
+        return cls(
+            memory=settings.memory if memory is None else parse_size(memory),
+            cpu_seconds=max(1, math.ceil(cpu)) if cpu else None,
+            processes=procs or None,
+            file_size=settings.file_size if file_size is None else parse_size(file_size),
+            open_files=files or None,
+        )
+
+
+def prlimit_args(limits: ResourceLimits) -> list[str]:
+    """`prlimit` options for `limits` (soft and hard alike; CPU gets a second of
+    headroom so SIGXCPU, not SIGKILL, tells what happened)."""
+    args = []
+    if limits.memory is not None:
+        args.append(f"--data={limits.memory}")
+    if limits.cpu_seconds is not None:
+        args.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
+    if limits.processes is not None:
+        args.append(f"--nproc={limits.processes}")
+    if limits.file_size is not None:
+        args.append(f"--fsize={limits.file_size}")
+    if limits.open_files is not None:
+        args.append(f"--nofile={limits.open_files}")
+    return args
+
+
+def launcher_argv(
+    limits: ResourceLimits, cgroup_procs: Sequence[str], prlimit: str, shell: str = "/bin/sh"
+) -> list[str]:
+    """The argv prefix that applies `limits` and joins the cgroups."""
+    argv: list[str] = []
+    if cgroup_procs:
+        argv += [shell, "-c", _JOIN, "ipyrunner-limits", *cgroup_procs, "--"]
+    options = prlimit_args(limits)
+    if options:
+        argv += [prlimit, *options, "--"]
+    return argv
+
+
+def signal_of(returncode: int, sandboxed: bool) -> int | None:
+    """The signal that ended a run; bwrap reports its child's as 128 + signal."""
+    if returncode < 0:
+        return -returncode
+    if sandboxed and 128 < returncode < 128 + 65:
+        return returncode - 128
+    return None
+
+
+_MEMORY_WORDS = ("MemoryError", "out of memory", "Cannot allocate memory", "bad_alloc")
+
+
+def limit_hit(
+    returncode: int, stderr: str, sandboxed: bool, oom_killed: bool, limits: ResourceLimits
+) -> str | None:
+    """Which resource limit ended the run, if one did: memory, cpu or file-size."""
+    if oom_killed:
+        return "memory"
+    sig = signal_of(returncode, sandboxed)
+    if sig == signal.SIGXCPU and limits.cpu_seconds is not None:
+        return "cpu"
+    if sig == signal.SIGXFSZ and limits.file_size is not None:
+        return "file-size"
+    if returncode != 0 and limits.memory is not None:
+        tail = stderr[-2000:]
+        if any(word in tail for word in _MEMORY_WORDS):
+            return "memory"
+    return None

@@ -1,0 +1,131 @@
+"""A sandbox policy is a plain value; `build_bwrap_command` turns it into argv.
+
+Nothing here spawns or touches the filesystem except `system_mounts`, which
+looks at what the host has; the argv builder is a pure function.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MountKind = Literal["ro", "rw", "tmpfs", "mask-file", "mask-dir", "symlink", "dir"]
+
+# Read-only system trees; on merged-/usr hosts some are symlinks into /usr.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# /etc files a program needs to start (the dynamic loader, alternatives symlinks).
+SYSTEM_ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives")
+# What DNS and TLS need, granted with the network.
+NETWORK_ETC = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+)
+SANDBOX_UID = 65534
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One filesystem operation, applied in order after the baseline."""
+
+    kind: MountKind
+    dest: str
+    source: str = ""
+    size: int | None = None  # tmpfs size in bytes
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Everything bwrap needs to know about one run."""
+
+    network: bool
+    mounts: tuple[Mount, ...]
+    cwd: str
+    tmp_size: int = 256 << 20
+    hostname: str = "sandbox"
+
+
+def system_mounts(network: bool) -> list[Mount]:
+    """Read-only system directories and the few /etc files programs need."""
+    mounts: list[Mount] = []
+    for directory in SYSTEM_DIRS:
+        path = Path(directory)
+        if path.is_symlink():
+            mounts.append(Mount("symlink", directory, os.readlink(path)))
+        elif path.is_dir():
+            mounts.append(Mount("ro", directory, directory))
+    for name in (*SYSTEM_ETC, *(NETWORK_ETC if network else ())):
+        if os.path.lexists(name):
+            mounts.append(Mount("ro", name, os.path.realpath(name)))
+    # Writable by root's uid, which the sandbox user maps to: cover it where it exists.
+    if os.path.exists("/proc/sysrq-trigger"):
+        mounts.append(Mount("mask-file", "/proc/sysrq-trigger"))
+    return mounts
+
+
+def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str]:
+    """The bwrap argv prefix for `policy`; the program's own argv follows it."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        *(["--share-net"] if policy.network else []),
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        policy.hostname,
+        "--proc",
+        "/proc",
+        # Run with host root's uid mapped in, these would be writable: cover them.
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
+        "--dev",
+        "/dev",
+        "--size",
+        str(policy.tmp_size),
+        "--tmpfs",
+        "/tmp",
+    ]
+    for mount in policy.mounts:
+        argv += _mount_args(mount)
+    argv += ["--chdir", policy.cwd, "--"]
+    return argv
+
+
+def _mount_args(mount: Mount) -> list[str]:
+    if mount.kind == "ro":
+        return ["--ro-bind", mount.source, mount.dest]
+    if mount.kind == "rw":
+        return ["--bind", mount.source, mount.dest]
+    if mount.kind == "symlink":
+        return ["--symlink", mount.source, mount.dest]
+    if mount.kind == "dir":
+        return ["--dir", mount.dest]
+    if mount.kind == "tmpfs":
+        size = ["--size", str(mount.size)] if mount.size is not None else []
+        return [*size, "--tmpfs", mount.dest]
+    if mount.kind == "mask-file":
+        return ["--ro-bind", "/dev/null", mount.dest]
+    # mask-dir: an empty, read-only directory over the original.
+    return ["--tmpfs", mount.dest, "--remount-ro", mount.dest]
+
+
+def covers(paths: Sequence[str], candidate: str) -> bool:
+    """True if `candidate` lies in (or is) one of `paths`."""
+    return any(candidate == p or candidate.startswith(p.rstrip("/") + "/") for p in paths)
