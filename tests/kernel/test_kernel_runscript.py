@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_script
+from tests.conftest import processes_running, write_script
 from tests.kernel.conftest import Kernel
-from tests.conftest import processes_running
 
 pytestmark = pytest.mark.kernel
 
