@@ -1,29 +1,29 @@
 """Benchmarks, measured in one run and printed as ratios (not pass/fail).
 
-runner overhead: median wall time of `run_process` vs `subprocess.run` for the
-same trivial child, and of a full `run_script` (path checks, private dirs,
-clean environment) vs the same.
+1. Runner overhead: `run_process` vs `subprocess.run` for /bin/true.
+2. Sandbox cost: a trivial Python stage sandboxed (bwrap) vs the same stage
+   unsandboxed vs the same interpreter spawned bare (`python -I -c pass`).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from ipyrunner import run_script
-from ipyrunner.process import Limits, run_process
+from ipyrunner import Stage
+from ipyrunner.process import Limits, NullSink, run_process
+from ipyrunner.sandbox.probe import bwrap_status
 
-ROUNDS = 200
 ENV = {"PATH": "/usr/bin:/bin"}
 
 
-def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
-    action()  # warm up caches
+def median_seconds(action: Callable[[], object], rounds: int) -> float:
+    action()  # warm caches
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -32,21 +32,47 @@ def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
     return statistics.median(times)
 
 
+def row(label: str, seconds: float, base: float | None = None) -> str:
+    ratio = f"   ratio {seconds / base:5.2f}" if base else ""
+    return f"{label:<44}{seconds * 1e3:9.2f} ms{ratio}"
+
+
 def main() -> None:
-    argv = ["/bin/true"]
-    bare = median_seconds(lambda: subprocess.run(argv, capture_output=True, env=ENV, check=False))
-    runner = median_seconds(lambda: run_process(argv, env=ENV, cwd="/", limits=Limits()))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "40"))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds, medians")
+    true = ["/bin/true"]
+    bare_true = median_seconds(
+        lambda: subprocess.run(true, capture_output=True, env=ENV, check=False), rounds * 5
+    )
+    runner_true = median_seconds(
+        lambda: run_process(true, env=ENV, cwd="/", limits=Limits()), rounds * 5
+    )
+    print(row("subprocess.run /bin/true", bare_true))
+    print(row("run_process /bin/true", runner_true, bare_true))
+
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "noop.sh"
-        script.write_text(":\n")
-        bash = ["/bin/bash", str(script)]
-        bare_bash = median_seconds(lambda: subprocess.run(bash, capture_output=True, check=False))
-        full = median_seconds(lambda: run_script("noop.sh", config=None), rounds=ROUNDS)
-    print(f"python {sys.version.split()[0]}, {ROUNDS} rounds each, medians")
-    print(f"subprocess.run /bin/true        {bare * 1e3:8.2f} ms")
-    print(f"run_process /bin/true           {runner * 1e3:8.2f} ms   ratio {runner / bare:.2f}")
-    print(f"subprocess.run bash noop.sh     {bare_bash * 1e3:8.2f} ms")
-    print(f"run_script noop.sh              {full * 1e3:8.2f} ms   ratio {full / bare_bash:.2f}")
+        os.chdir(tmp)
+        stage = Stage("def execute(input):\n    return input\n")
+        bare_python = median_seconds(
+            lambda: subprocess.run(
+                [sys.executable, "-I", "-c", "pass"], capture_output=True, check=False
+            ),
+            rounds,
+        )
+        unsandboxed = _stage_time(stage, "none", rounds)
+        print(row("bare python -I -c pass", bare_python))
+        print(row("stage, --isolate none", unsandboxed, bare_python))
+        if bwrap_status().usable:
+            sandboxed = _stage_time(stage, "bwrap", rounds)
+            print(row("stage, --isolate bwrap", sandboxed, bare_python))
+            print(f"sandbox cost per call (bwrap vs none): ratio {sandboxed / unsandboxed:.2f}")
+        else:
+            print(f"bwrap unusable here: {bwrap_status().reason}")
+
+
+def _stage_time(stage: Stage, isolate: str, rounds: int) -> float:
+    twin = Stage(stage.code, isolate=isolate)
+    return median_seconds(lambda: twin.run(1, sink=NullSink()), rounds)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ as `python -m ipyrunner run` and `python -m ipyrunner stage`.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .config import IPyRunner
@@ -18,6 +19,7 @@ from .errors import (
     InvalidStage,
     OutputLimitExceeded,
     PathNotAllowed,
+    ResourceLimitExceeded,
     ResultDecodeError,
     RunnerError,
     RunTimeout,
@@ -46,6 +48,7 @@ __all__ = [
     "InvalidStage",
     "OutputLimitExceeded",
     "PathNotAllowed",
+    "ResourceLimitExceeded",
     "ResultDecodeError",
     "RunResult",
     "RunTimeout",
@@ -82,6 +85,26 @@ def load_ipython_extension(ipython: Any) -> None:
         c for c in ipython.configurables if type(c).__name__ != "IPyRunner"
     ] + [config]
     ipython.register_magics(RunnerMagics)
+    _warn_if_unsandboxed()
+
+
+_warned = False
+
+
+def _warn_if_unsandboxed() -> None:
+    """Say once per kernel, at load time, that runs will not be sandboxed."""
+    global _warned  # one warning per process, however often the extension loads
+    from .sandbox.probe import bwrap_status
+
+    status = bwrap_status()
+    if status.usable or _warned:
+        return
+    _warned = True
+    print(
+        f"ipyrunner: the sandbox is unusable here ({status.reason}); runs go unsandboxed "
+        f"under --isolate auto. Fix: {status.fix}",
+        file=sys.stderr,
+    )
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -1,5 +1,4 @@
-"""`python -m ipyrunner run PATH [ARGS...]` and `python -m ipyrunner stage FILE
---input JSON`: the API from a shell."""
+"""`python -m ipyrunner run|stage|doctor`: the API from a shell."""
 
 from __future__ import annotations
 
@@ -8,10 +7,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .config import settings
+from .config import ISOLATION_MODES, settings
 from .display import DisplaySink, NullSink, TextSink
 from .errors import RunnerError
+from .options import OPTIONS
+from .sandbox.doctor import format_report, host_report
 from .scripts import RunResult, run_script
 from .stages import Stage
 
@@ -19,30 +21,49 @@ from .stages import Stage
 EXIT_TIMEOUT = 124
 EXIT_OUTPUT_LIMIT = 125
 EXIT_USAGE = 2
+_EXTENSIONS = {".py": "python", ".js": "javascript", ".sh": "bash"}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--effects", metavar="LIST", help="network, fs-read[:P], fs-write[:P]")
+    parser.add_argument("--isolate", choices=ISOLATION_MODES)
+    parser.add_argument("--timeout", metavar="SECONDS")
+    parser.add_argument("--retries", metavar="N")
+    parser.add_argument("--max-output", metavar="SIZE")
+    parser.add_argument("--memory", metavar="SIZE")
+    parser.add_argument("--cpu-time", metavar="SECONDS")
+    parser.add_argument("--processes", metavar="N")
+    parser.add_argument("--file-size", metavar="SIZE")
+    parser.add_argument("--open-files", metavar="N")
+    parser.add_argument("--quiet", action="store_true", help="do not show the run's output")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ipyrunner")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a project script safely")
-    run.add_argument("--timeout", metavar="SECONDS")
-    run.add_argument("--retries", metavar="N")
-    run.add_argument("--max-output", metavar="SIZE")
+    _add_run_options(run)
     run.add_argument("--env", metavar="NAME[=VALUE]", action="append", default=[])
-    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run.add_argument("path")
     run.add_argument("args", nargs=argparse.REMAINDER)
     stage = commands.add_parser(
         "stage", help="run a file that defines execute(input); print its JSON result"
     )
+    _add_run_options(stage)
     stage.add_argument("file", help="a .py, .js or .sh file defining execute(input)")
     stage.add_argument("--input", metavar="JSON", default="null", help="the input, as JSON")
     stage.add_argument("--language", help="python, javascript or bash (default: by extension)")
-    stage.add_argument("--timeout", metavar="SECONDS")
-    stage.add_argument("--retries", metavar="N")
-    stage.add_argument("--max-output", metavar="SIZE")
-    stage.add_argument("--quiet", action="store_true", help="do not show what the stage prints")
+    commands.add_parser("doctor", help="what this host supports for sandboxing, and the fixes")
     return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+
+
+def _fail(exc: RunnerError) -> int:
+    print(f"ipyrunner: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _exit_status(result: RunResult) -> int:
@@ -57,32 +78,31 @@ def _exit_status(result: RunResult) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "stage":
-        return _stage(args)
+    if args.command == "doctor":
+        checks = host_report()
+        print(format_report(checks))
+        return 0 if all(c.ok for c in checks if c.required) else 1
     config = settings()
-    sink: DisplaySink = NullSink() if args.quiet else TextSink(limit=config.display_limit)
     try:
+        if args.command == "stage":
+            return _stage(args)
+        sink: DisplaySink = NullSink() if args.quiet else TextSink(limit=config.display_limit)
         with sink:
             result = run_script(
                 args.path,
                 *args.args,
-                timeout=args.timeout,
-                retries=args.retries,
-                max_output=args.max_output,
+                effects=args.effects,
                 env=args.env,
                 check=False,
                 sink=sink,
                 config=config,
+                **_options(args),
             )
     except RunnerError as exc:
-        print(f"ipyrunner: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(exc)
     except KeyboardInterrupt:
         return 130
     return _exit_status(result)
-
-
-_EXTENSIONS = {".py": "python", ".js": "javascript", ".sh": "bash"}
 
 
 def _stage(args: argparse.Namespace) -> int:
@@ -98,28 +118,18 @@ def _stage(args: argparse.Namespace) -> int:
     if language is None:
         print(f"ipyrunner: cannot tell the language of {path}; give --language", file=sys.stderr)
         return EXIT_USAGE
-    limits = {
-        k: v for k, v in (("timeout", args.timeout), ("retries", args.retries)) if v is not None
-    }
-    if args.max_output is not None:
-        limits["max_output"] = args.max_output
-    sink: DisplaySink = (
-        NullSink() if args.quiet else TextSink(limit=config.display_limit, stdout=sys.stderr)
-    )
     try:
         code = path.read_text(encoding="utf-8")
-        name = path.stem if path.stem.isidentifier() else None
-        stage = Stage(code, language, name=name, **limits)
-        with sink:
-            result = stage.run(value, sink=sink, config=config)
     except OSError as exc:
         print(f"ipyrunner: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    except RunnerError as exc:
-        print(f"ipyrunner: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    name = path.stem if path.stem.isidentifier() else None
+    stage = Stage(code, language, name=name, effects=args.effects or (), **_options(args))
+    sink: DisplaySink = (
+        NullSink() if args.quiet else TextSink(limit=config.display_limit, stdout=sys.stderr)
+    )
+    with sink:
+        result = stage.run(value, sink=sink, config=config)
     if result.ok:
         print(json.dumps(result.value, ensure_ascii=False))
         return 0

@@ -298,6 +298,7 @@ def run_process(
     sink: Sink | None = None,
     channel: ChannelSpec | None = None,
     cancel: threading.Event | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run `argv` to completion under `limits`, streaming its output to `sink`.
 
@@ -305,13 +306,14 @@ def run_process(
     number is put in the environment variable `channel.variable`, and what the
     child writes there (at most `channel.cap` bytes) comes back as
     `Completed.channel`. Setting `cancel` kills the run from another thread.
+    `pass_fds` are further descriptors the child inherits (bwrap's seccomp).
     """
     env = dict(env)
     result = _Channel(channel.cap, *os.pipe()) if channel is not None else None
     if result is not None and channel is not None:
         env[channel.variable] = str(result.write_fd)
     try:
-        proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=_fds(result))
+        proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=(*_fds(result), *pass_fds))
     finally:
         if result is not None:
             os.close(result.write_fd)  # the child holds its copy; EOF comes when it is done

@@ -5,6 +5,7 @@ Used by `make demo`. Exits non-zero on the first cell error.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -35,8 +36,14 @@ def run(path: Path) -> nbformat.NotebookNode:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()
+    client.execute(env=demo_environment())
     return notebook
+
+
+def demo_environment() -> dict[str, str]:
+    """The caller's environment without IPYRUNNER_* settings: the notebooks show
+    each isolation mode, including an explicit opt-out, on their own terms."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("IPYRUNNER_")}
 
 
 def main() -> int:

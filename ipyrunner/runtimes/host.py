@@ -11,7 +11,6 @@ from ..config import IPyRunner
 from ..environment import MINIMAL_PATH
 from ..errors import InterpreterNotFound
 from ..paths import setting
-from ..process import Limits, run_process
 
 _INSTALL = {"node": "apt-get install nodejs", "bash": "apt-get install bash"}
 
@@ -44,27 +43,32 @@ def host_runtime_paths(executable: str) -> tuple[str, ...]:
     """The trees a sandbox must expose read-only for `executable` to run.
 
     System directories are exposed anyway; an interpreter elsewhere (pyenv, a
-    venv, /opt) brings its installation prefix, and a Python its sys.prefix
-    and sys.base_prefix (asked of the interpreter itself, outside any sandbox).
+    venv, /opt) brings its installation prefix, and a venv its base
+    interpreter's too (from pyvenv.cfg). Nothing is executed to find out: a
+    project's files must never run outside the sandbox.
     """
+    paths = {os.path.dirname(os.path.dirname(os.path.abspath(executable)))}
     real = os.path.realpath(executable)
-    paths = {os.path.dirname(os.path.dirname(real))}
-    if os.path.basename(real).startswith("python"):
-        if os.path.realpath(sys.executable) == real or executable == sys.executable:
-            paths |= {sys.prefix, sys.base_prefix}
-        else:
-            paths |= set(_python_prefixes(executable))
-    return tuple(sorted(p for p in paths if not _is_system(p)))
+    paths.add(os.path.dirname(os.path.dirname(real)))
+    if os.path.realpath(sys.executable) == real:
+        paths |= {sys.prefix, sys.base_prefix}
+    for prefix in list(paths):
+        home = _venv_home(prefix)
+        if home is not None:
+            paths.add(os.path.dirname(os.path.realpath(home)))
+    return tuple(sorted(os.path.realpath(p) for p in paths if not _is_system(p)))
 
 
-def _python_prefixes(executable: str) -> list[str]:
-    done = run_process(
-        [executable, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
-        env={"PATH": MINIMAL_PATH},
-        cwd="/",
-        limits=Limits(timeout=30),
-    )
-    return done.stdout.split() if done.returncode == 0 else []
+def _venv_home(prefix: str) -> str | None:
+    try:
+        with open(os.path.join(prefix, "pyvenv.cfg"), encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition("=")
+                if key.strip() == "home":
+                    return value.strip()
+    except OSError:
+        return None
+    return None
 
 
 def _is_system(path: str) -> bool:

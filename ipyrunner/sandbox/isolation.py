@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,8 @@ from .cgroups import RunCgroup, create_run_cgroup
 from .limits import ResourceLimits, launcher_argv, limit_hit, signal_of
 from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts
 from .probe import bwrap_status, find_program
-from .secrets import find_secrets
+from .seccomp import host_filter
+from .secrets import Secrets, find_secrets, remove_planted
 
 if TYPE_CHECKING:
     from ..options import RunOptions
@@ -54,6 +55,8 @@ class Isolated:
     isolation: str  # bwrap, none (opted out), unavailable (auto without bwrap)
     limits: ResourceLimits
     cgroup: RunCgroup | None
+    pass_fds: tuple[int, ...] = ()
+    removed: list[str] = field(default_factory=list)  # secret-named files the run planted
 
     @property
     def sandboxed(self) -> bool:
@@ -114,38 +117,69 @@ def run_isolated(
             sink=sink,
             channel=channel,
             cancel=cancel,
+            pass_fds=isolated.pass_fds,
         )
         limit = isolated.limit_hit(done.returncode, done.stderr)
-        if isolated.sandboxed:
-            # bwrap reports its child's death by a signal as exit 128 + signal.
-            sig = signal_of(done.returncode, sandboxed=True)
-            done = replace(done, returncode=-sig) if sig else done
-        return Attempted(done, isolated.isolation, limit)
+    if isolated.removed:
+        notice = (
+            "\nipyrunner: removed what the run created where the sandbox may not write "
+            f"(.env files, .git): {', '.join(isolated.removed)}\n"
+        )
+        sink.write("stderr", notice)
+        done = replace(done, stderr=done.stderr + notice)
+    if isolated.sandboxed:
+        # bwrap reports its child's death by a signal as exit 128 + signal.
+        sig = signal_of(done.returncode, sandboxed=True)
+        done = replace(done, returncode=-sig) if sig else done
+    return Attempted(done, isolated.isolation, limit)
 
 
 @contextlib.contextmanager
 def isolate(
     needs: RunNeeds, mode: str, require_sandbox: bool, limits: ResourceLimits, tmp_size: int
 ) -> Iterator[Isolated]:
-    """The argv for `needs` under the isolation `mode`, with its cgroup alive."""
+    """The argv for `needs` under the isolation `mode`, with its cgroup alive;
+    afterwards, what the run planted under secret names is removed."""
     isolation = choose_isolation(mode, require_sandbox)
     grants = resolve_grants(needs.effects, needs.project)
     cgroup = create_run_cgroup(limits.processes, limits.memory)
+    seccomp_fd: int | None = None
+    written: list[Secrets] = []
     try:
         prlimit = find_program("prlimit") or "prlimit"
         prefix = launcher_argv(limits, cgroup.procs_files if cgroup else [], prlimit)
         if isolation == "bwrap":
-            policy = build_policy(needs, grants, tmp_size)
+            secrets = {tree: find_secrets(tree) for tree in (*grants.read, *grants.write)}
+            written = [secrets[tree] for tree in grants.write]
+            seccomp_fd = _seccomp_descriptor(needs.dirs)
+            policy = build_policy(needs, grants, tmp_size, secrets, seccomp_fd)
             status = bwrap_status()
             argv = [*prefix, *build_bwrap_command(policy, status.path or "bwrap"), *needs.argv]
             cwd = "/"
         else:
             argv = [*prefix, *needs.argv]
             cwd = str(_cwd(needs, grants))
-        yield Isolated(argv, cwd, isolation, limits, cgroup)
+        fds = (seccomp_fd,) if seccomp_fd is not None else ()
+        isolated = Isolated(argv, cwd, isolation, limits, cgroup, fds)
+        yield isolated
+        if written:
+            isolated.removed += remove_planted(written, grants.write)
     finally:
         if cgroup is not None:
             cgroup.close()
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
+
+
+def _seccomp_descriptor(dirs: PrivateDirs) -> int | None:
+    program = host_filter()
+    if program is None:
+        return None
+    path = dirs.root / "seccomp.bpf"
+    path.write_bytes(program)
+    fd = os.open(path, os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -171,7 +205,13 @@ def resolve_grants(effects: Effects, project: Path) -> Grants:
     )
 
 
-def build_policy(needs: RunNeeds, grants: Grants, tmp_size: int) -> SandboxPolicy:
+def build_policy(
+    needs: RunNeeds,
+    grants: Grants,
+    tmp_size: int,
+    secrets: dict[str, Secrets] | None = None,
+    seccomp_fd: int | None = None,
+) -> SandboxPolicy:
     mounts = system_mounts(needs.effects.network)
     mounts += _identity_files(needs.dirs)
     mounts += [Mount("dir", str(d)) for d in (needs.dirs.home, needs.dirs.tmp, needs.dirs.work)]
@@ -182,13 +222,29 @@ def build_policy(needs: RunNeeds, grants: Grants, tmp_size: int) -> SandboxPolic
     mounts += [Mount("ro", p, p) for p in needs.runtime_paths if os.path.exists(p)]
     mounts += [Mount("ro", p, p) for p in needs.readable]
     for tree in (*grants.read, *grants.write):
-        mounts += find_secrets(tree).mounts()
+        found = secrets[tree] if secrets is not None else find_secrets(tree)
+        mounts += found.mounts()
+    _check_no_links(mounts, (*grants.read, *grants.write))
     return SandboxPolicy(
         network=needs.effects.network,
         mounts=tuple(mounts),
         cwd=str(_cwd(needs, grants)),
         tmp_size=tmp_size,
+        seccomp_fd=seccomp_fd,
     )
+
+
+def _check_no_links(mounts: list[Mount], trees: Sequence[str]) -> None:
+    # Inside a granted tree the sandbox could have planted a link; a mount whose
+    # destination goes through one would land wherever the link points.
+    for mount in mounts:
+        if mount.kind == "symlink" or not covers(trees, mount.dest):
+            continue
+        if os.path.realpath(mount.dest) != mount.dest:
+            raise SandboxUnavailable(
+                f"{mount.dest} goes through a symbolic link inside a granted tree; "
+                "remove the link or grant a path without it"
+            )
 
 
 def _cwd(needs: RunNeeds, grants: Grants) -> Path:

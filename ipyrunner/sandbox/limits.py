@@ -93,7 +93,15 @@ def signal_of(returncode: int, sandboxed: bool) -> int | None:
     return None
 
 
-_MEMORY_WORDS = ("MemoryError", "out of memory", "Cannot allocate memory", "bad_alloc")
+# How runtimes say they hit RLIMIT_DATA or RLIMIT_FSIZE when they raise instead of dying.
+MEMORY_WORDS = (
+    "MemoryError",
+    "out of memory",
+    "Cannot allocate memory",
+    "bad_alloc",
+    "allocation failed",
+)
+FILE_SIZE_WORDS = ("File too large", "[Errno 27]", "EFBIG")
 
 
 def limit_hit(
@@ -107,8 +115,9 @@ def limit_hit(
         return "cpu"
     if sig == signal.SIGXFSZ and limits.file_size is not None:
         return "file-size"
-    if returncode != 0 and limits.memory is not None:
-        tail = stderr[-2000:]
-        if any(word in tail for word in _MEMORY_WORDS):
-            return "memory"
+    tail = stderr[-2000:] if returncode != 0 else ""
+    if limits.memory is not None and any(word in tail for word in MEMORY_WORDS):
+        return "memory"
+    if limits.file_size is not None and any(word in tail for word in FILE_SIZE_WORDS):
+        return "file-size"
     return None

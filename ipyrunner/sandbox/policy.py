@@ -51,6 +51,7 @@ class SandboxPolicy:
     cwd: str
     tmp_size: int = 256 << 20
     hostname: str = "sandbox"
+    seccomp_fd: int | None = None  # an open descriptor holding the BPF filter
 
 
 def system_mounts(network: bool) -> list[Mount]:
@@ -97,6 +98,11 @@ def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str
         "/proc/sys",
         "--dev",
         "/dev",
+        # Every writable tmpfs has a size, or writing to it is a memory bomb.
+        "--size",
+        str(policy.tmp_size),
+        "--tmpfs",
+        "/dev/shm",
         "--size",
         str(policy.tmp_size),
         "--tmpfs",
@@ -104,6 +110,10 @@ def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str
     ]
     for mount in policy.mounts:
         argv += _mount_args(mount)
+    # The root and /dev are bwrap's own tmpfs: read-only once everything is mounted.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    if policy.seccomp_fd is not None:
+        argv += ["--seccomp", str(policy.seccomp_fd)]
     argv += ["--chdir", policy.cwd, "--"]
     return argv
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..process import Completed
 from ..result_html import describe_returncode
+from ..sandbox.limits import FILE_SIZE_WORDS, MEMORY_WORDS
 
 PROTOCOL = 1
 
@@ -46,10 +47,10 @@ def _fail(kind: str, kind_type: str, message: str, traceback: str = "") -> Outco
 def decode(done: Completed, language: str, result_cap: int, limit: str | None = None) -> Outcome:
     """What a finished stage process produced: a value, or why there is none.
 
-    `limit` names the resource limit (memory, cpu, file-size) that killed it.
+    `limit` names the resource limit (memory, cpu, file-size) the run hit, if
+    it hit one; a value that still came back (a child process was killed, the
+    stage was not) wins over it.
     """
-    if limit is not None:
-        return _fail("limit", f"{limit} limit", f"the stage was killed by its {limit} limit")
     if done.timed_out:
         return _fail("timeout", "Timeout", "the stage ran past its timeout and was killed")
     if done.output_exceeded:
@@ -63,20 +64,41 @@ def decode(done: Completed, language: str, result_cap: int, limit: str | None = 
         )
     if done.cancelled:
         return _fail("signal", "Cancelled", "the stage was cancelled")
-    if not done.channel:
-        if done.returncode < 0:
-            return _fail(
-                "signal",
-                "Killed",
-                f"the stage was {describe_returncode(done.returncode)} before returning a result",
-            )
-        return _fail(
-            "exit",
-            "Exit",
-            f"the stage exited with status {done.returncode} without returning a result "
-            "(sys.exit, os._exit, process.exit or exit in the cell ends it early)",
+    outcome = _envelope(done.channel, language) if done.channel else None
+    if outcome is not None and outcome.ok:
+        return outcome
+    limit = limit or limit_in_error(outcome.error if outcome else None)
+    if limit is not None:
+        said = (
+            f" ({outcome.error.type}: {outcome.error.message})" if outcome and outcome.error else ""
         )
-    return _envelope(done.channel, language)
+        return _fail("limit", f"{limit} limit", f"the stage hit its {limit} limit{said}")
+    if outcome is not None:
+        return outcome
+    if done.returncode < 0:
+        return _fail(
+            "signal",
+            "Killed",
+            f"the stage was {describe_returncode(done.returncode)} before returning a result",
+        )
+    return _fail(
+        "exit",
+        "Exit",
+        f"the stage exited with status {done.returncode} without returning a result "
+        "(sys.exit, os._exit, process.exit or exit in the cell ends it early)",
+    )
+
+
+def limit_in_error(error: StageError | None) -> str | None:
+    """A limit the stage's own error reports: the language raised rather than died."""
+    if error is None or error.kind != "raised":
+        return None
+    text = f"{error.type}: {error.message}"
+    if error.type == "MemoryError" or any(w in text for w in MEMORY_WORDS):
+        return "memory"
+    if any(w in text for w in FILE_SIZE_WORDS):
+        return "file-size"
+    return None
 
 
 # The bash wrapper embeds what `execute` printed, unchecked, between these.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -24,7 +25,8 @@ def test_demo_notebook_runs_clean(path: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()  # raises CellExecutionError on the first failing cell
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPYRUNNER_")}
+    client.execute(env=env)  # raises CellExecutionError on the first failing cell
     errors = [
         output
         for cell in notebook.cells

@@ -46,3 +46,29 @@ def test_bad_option_value_is_status_2(project: Path) -> None:
     done = cli(project, "run", "--retries", "-1", "scripts/ok.sh")
     assert done.returncode == 2
     assert "--retries" in done.stderr
+
+
+def test_stage_prints_the_json_value_and_sends_output_to_stderr(project: Path) -> None:
+    write_script(project, "double.py", "def execute(n):\n    print('doubling')\n    return n * 2\n")
+    done = cli(project, "stage", "double.py", "--input", "21")
+    assert (done.returncode, done.stdout) == (0, "42\n")
+    assert "doubling" in done.stderr
+
+
+def test_stage_failure_is_reported_with_status_1(project: Path) -> None:
+    write_script(project, "bad.py", "def execute(n):\n    raise ValueError('nope')\n")
+    done = cli(project, "stage", "bad.py")
+    assert done.returncode == 1
+    assert "ValueError: nope" in done.stderr
+
+
+def test_stage_with_bad_input_json_is_status_2(project: Path) -> None:
+    write_script(project, "ok.py", "def execute(n):\n    return n\n")
+    assert cli(project, "stage", "ok.py", "--input", "{oops").returncode == 2
+
+
+def test_doctor_reports_the_sandbox(project: Path) -> None:
+    done = cli(project, "doctor")
+    assert "bubblewrap" in done.stdout
+    assert "user namespaces" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("sandbox:")

@@ -11,6 +11,7 @@ from ipyrunner import (
     InvalidOption,
     InvalidStage,
     OutputLimitExceeded,
+    ResourceLimitExceeded,
     ResultDecodeError,
     Stage,
     StageFailed,
@@ -267,3 +268,13 @@ def test_async_execute_is_awaited(project: Path) -> None:
 
 def test_lone_surrogates_round_trip(project: Path) -> None:
     assert Stage("def execute(input):\n    return input + '\\ud800'\n")("\udc00") == "\udc00\ud800"
+
+
+def test_python_memory_error_is_reported_as_the_memory_limit(project: Path) -> None:
+    code = "def execute(input):\n    blob = bytearray(1 << 30)\n    return len(blob)\n"
+    result = Stage(code, memory="128M").run()
+    assert result.error is not None
+    assert (result.error.kind, result.error.type) == ("limit", "memory limit")
+    assert result.outcome == "memory limit"
+    with pytest.raises(ResourceLimitExceeded, match="memory limit"):
+        result.check()

@@ -8,15 +8,17 @@ ipyrunner installed, and the kernel imports `unserializable` from it.
 
 from __future__ import annotations
 
-import inspect
 import json
-import linecache
 import math
 import os
 import sys
-import traceback
 import types
-from typing import Any, BinaryIO
+
+# Every import here is paid by every stage call: typing, inspect, traceback
+# and linecache are imported only where needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 PROTOCOL = 1
 JSON_SCALARS = (str, int, float, bool, type(None))
@@ -58,7 +60,12 @@ def _walk(item: Any, where: str, ancestors: set[int]) -> tuple[str, str] | None:
     return None
 
 
-def _cell_frames(exc: BaseException, filename: str) -> str:
+def _cell_frames(exc: BaseException, filename: str, code: str) -> str:
+    import linecache
+    import traceback
+
+    # Tracebacks show the cell's own source lines.
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
     lines = traceback.format_list(frames)
     if isinstance(exc, SyntaxError) and exc.filename == filename:
@@ -94,8 +101,6 @@ def _run(cell_file: str, name: str) -> dict[str, Any]:
     filename = f"<stage {name}>"
     with open(cell_file, encoding="utf-8") as handle:
         code = handle.read()
-    # Tracebacks show the cell's own source lines.
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     module = types.ModuleType("__stage__")
     module.__file__ = filename
     sys.modules["__stage__"] = module
@@ -107,14 +112,14 @@ def _run(cell_file: str, name: str) -> dict[str, Any]:
         if not callable(execute):
             return _error("NameError", "the cell defines no function execute(input)")
         value = execute(payload)
-        if inspect.isawaitable(value):
+        if hasattr(value, "__await__"):
             import asyncio  # only async stages pay for the import
 
             value = asyncio.run(_awaited(value))
         return _success(value)
     except Exception as exc:  # the stage's own failure becomes its result
         message = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else str(exc)
-        return _error(type(exc).__name__, message, _cell_frames(exc, filename))
+        return _error(type(exc).__name__, message, _cell_frames(exc, filename, code))
 
 
 def _encode(envelope: dict[str, Any]) -> bytes:
