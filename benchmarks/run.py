@@ -3,6 +3,9 @@
 1. Runner overhead: `run_process` vs `subprocess.run` for /bin/true.
 2. Sandbox cost: a trivial Python stage sandboxed (bwrap) vs the same stage
    unsandboxed vs the same interpreter spawned bare (`python -I -c pass`).
+3. Runtimes: a trivial stage per call on `nix` vs `host` (resolution must not
+   be paid per call), vs a naive `nix run FLAKE#python3` per call; first vs
+   second use of a `venv` runtime. Nix uses the offline flake in tests/nixflake.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ipyrunner import Stage
+from ipyrunner.config import settings
 from ipyrunner.process import Limits, NullSink, run_process
-from ipyrunner.sandbox.probe import bwrap_status
+from ipyrunner.sandbox.probe import bwrap_status, find_program
+
+FLAKE = Path(__file__).resolve().parents[1] / "tests" / "nixflake"
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -30,6 +37,18 @@ def median_seconds(action: Callable[[], object], rounds: int) -> float:
         action()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved(
+    first: Callable[[], object], second: Callable[[], object], rounds: int
+) -> tuple[float, float]:
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for action, into in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            action()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def row(label: str, seconds: float, base: float | None = None) -> str:
@@ -68,6 +87,49 @@ def main() -> None:
             print(f"sandbox cost per call (bwrap vs none): ratio {sandboxed / unsandboxed:.2f}")
         else:
             print(f"bwrap unusable here: {bwrap_status().reason}")
+        runtimes(stage, rounds, tmp)
+
+
+def runtimes(stage: Stage, rounds: int, tmp: str) -> None:
+    config = settings()
+    config.venv_cache = os.path.join(tmp, "venvs")
+    config.nix_flake = f"path:{FLAKE}"
+    config.nix_options = ["--option", "substituters", ""]
+    if find_program("nix"):
+        on_nix = Stage(stage.code, runtime="nix")
+        on_host = Stage(stage.code, runtime="host")
+        on_nix.run(1, sink=NullSink())  # resolves once
+        # Interleaved, so both see the same machine load.
+        host, nix_time = interleaved(
+            lambda: on_host.run(1, sink=NullSink()), lambda: on_nix.run(1, sink=NullSink()), rounds
+        )
+        print(row("stage on host", host))
+        print(row("stage on nix (resolved once)", nix_time, host))
+        nix = find_program("nix") or "nix"
+        naive = [nix, "--extra-experimental-features", "nix-command flakes", "run",
+                 *config.nix_options, f"path:{FLAKE}#python3", "--", "-c", "pass"]  # fmt: skip
+        store_python = [on_nix.interpreter().executable, "-c", "pass"]
+        direct = median_seconds(
+            lambda: subprocess.run(store_python, capture_output=True, check=False), rounds
+        )
+        naive_time = median_seconds(
+            lambda: subprocess.run(naive, capture_output=True, check=False), max(5, rounds // 4)
+        )
+        print(row("store python -c pass, run directly", direct))
+        print(row("naive `nix run FLAKE#python3 -c pass`", naive_time, direct))
+        print(
+            f"nix vs host per stage call: ratio {nix_time / host:.2f} (target <= 1.1); "
+            f"naive nix run pays {1e3 * (naive_time - direct):.1f} ms more per call"
+        )
+    else:
+        print("nix not installed: nix rows skipped (apt-get install nix-bin)")
+    code = "# requires: six==1.16.0\nimport six\ndef execute(i):\n    return six.__version__\n"
+    start = time.perf_counter()
+    Stage(code).run(sink=NullSink())
+    first = time.perf_counter() - start
+    second = median_seconds(lambda: Stage(code).run(sink=NullSink()), max(5, rounds // 4))
+    print(row("venv stage, first use (uv install)", first))
+    print(row("venv stage, second use", second, first))
 
 
 def _stage_time(stage: Stage, isolate: str, rounds: int) -> float:

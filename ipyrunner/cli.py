@@ -13,6 +13,7 @@ from .config import ISOLATION_MODES, settings
 from .display import DisplaySink, NullSink, TextSink
 from .errors import RunnerError
 from .options import OPTIONS
+from .runtimes import RUNTIME_NAMES
 from .sandbox.doctor import format_report, host_report
 from .scripts import RunResult, run_script
 from .stages import Stage
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     stage.add_argument("file", help="a .py, .js or .sh file defining execute(input)")
     stage.add_argument("--input", metavar="JSON", default="null", help="the input, as JSON")
     stage.add_argument("--language", help="python, javascript or bash (default: by extension)")
+    stage.add_argument("--requires", metavar="SPECS", help="pinned packages, name==version")
+    stage.add_argument("--runtime", choices=RUNTIME_NAMES, default="auto")
     commands.add_parser("doctor", help="what this host supports for sandboxing, and the fixes")
     return parser
 
@@ -124,7 +127,15 @@ def _stage(args: argparse.Namespace) -> int:
         print(f"ipyrunner: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     name = path.stem if path.stem.isidentifier() else None
-    stage = Stage(code, language, name=name, effects=args.effects or (), **_options(args))
+    stage = Stage(
+        code,
+        language,
+        name=name,
+        effects=args.effects or (),
+        requires=args.requires or (),
+        runtime=args.runtime,
+        **_options(args),
+    )
     sink: DisplaySink = (
         NullSink() if args.quiet else TextSink(limit=config.display_limit, stdout=sys.stderr)
     )

@@ -10,14 +10,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, TraitError, TraitType, Unicode
+from traitlets import Bool, Enum, Float, Int, List, TraitError, TraitType, Unicode
 from traitlets.config import SingletonConfigurable
 
 from .errors import InvalidOption
 
 ENV_PREFIX = "IPYRUNNER_"
+RUNTIMES = ("auto", "host", "venv", "nix")
+# nixpkgs pinned to one revision: the same interpreter on every machine.
+DEFAULT_NIX_FLAKE = "github:NixOS/nixpkgs/e9f00bd893984bc8ce46c895c3bf7cac95331127"
 ISOLATION_MODES = ("auto", "bwrap", "none")
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
@@ -131,6 +135,31 @@ class IPyRunner(SingletonConfigurable):
     processes = Int(512, help="Processes (and threads) a run may have at once.").tag(config=True)
     file_size = ByteSize(4 << 30, help="Largest file a run may write.").tag(config=True)
     open_files = Int(1024, help="Files a run may have open at once.").tag(config=True)
+    runtime = Enum(
+        list(RUNTIMES),
+        "auto",
+        help="Stages' interpreters: auto (venv with requirements, else host; nix when this "
+        "is set to nix), host, venv or nix.",
+    ).tag(config=True)
+    allow_unpinned = Bool(
+        False, help="Accept requirements without an exact version (name, name>=1)."
+    ).tag(config=True)
+    allow_source_builds = Bool(
+        False, help="Let uv build packages from source (runs their build code on the host)."
+    ).tag(config=True)
+    venv_cache = Unicode(
+        "", help="Where venvs for requirements live; empty: ~/.cache/ipyrunner/venvs."
+    ).tag(config=True)
+    uv_executable = Unicode("", help="uv for venvs; empty: the uv package's, else PATH.").tag(
+        config=True
+    )
+    nix_flake = Unicode(
+        DEFAULT_NIX_FLAKE, help="The flake whose packages the nix runtime uses."
+    ).tag(config=True)
+    nix_executable = Unicode("", help="nix; empty: found on PATH.").tag(config=True)
+    nix_options = List(
+        Unicode(), [], help="Extra options for nix build, e.g. ['--option', 'substituters', '']."
+    ).tag(config=True)
     tmp_size = ByteSize(
         512 << 20, help="Size of the sandbox's private /tmp, HOME and working directory."
     ).tag(config=True)
@@ -146,7 +175,9 @@ class IPyRunner(SingletonConfigurable):
             if raw is None or name in explicit:
                 continue
             try:
-                setattr(self, name, trait.from_string(raw))
+                # A list comes as shell words: IPYRUNNER_NIX_OPTIONS="--option substituters ''"
+                value = shlex.split(raw) if isinstance(trait, List) else trait.from_string(raw)
+                setattr(self, name, value)
             except (TraitError, ValueError) as exc:
                 raise InvalidOption(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 

@@ -50,6 +50,10 @@ class InvalidStage(RunnerError, ValueError):
     """A stage's code cannot run: unknown language, no `execute`, a syntax error."""
 
 
+class RuntimeUnavailable(RunnerError):
+    """A runtime could not provide an interpreter: uv or nix failed, or is missing."""
+
+
 class InvalidRequirement(RunnerError, ValueError):
     """A requirement spec is not of the pinned form `name==version`."""
 

@@ -17,6 +17,7 @@ from .config import settings
 from .display import choose_sink
 from .errors import InvalidOption
 from .options import OPTIONS
+from .runtimes import RUNTIME_NAMES
 from .scripts import RunResult, run_script
 from .stages import Stage
 
@@ -114,6 +115,8 @@ class RunnerMagics(Magics):
     @argument("name", nargs="?", type=_identifier, help="bind a Stage to NAME instead of running")
     @argument("--in", dest="input", metavar="EXPR", help="the input: a Python expression")
     @argument("--out", metavar="VAR", type=_identifier, help="bind the result value to VAR")
+    @argument("--requires", metavar="SPECS", help="pinned packages: name==version, comma-separated")
+    @argument("--runtime", choices=RUNTIME_NAMES, help="auto (default), host, venv or nix")
     @run_arguments
     @no_var_expand
     @cell_magic
@@ -125,7 +128,9 @@ class RunnerMagics(Magics):
         goes in as JSON and the JSON result comes back: shown as Out[n], and
         bound to --out VAR. What the cell prints streams live. The stage runs
         in a bubblewrap sandbox with no network and no project files unless
-        --effects grants them.
+        --effects grants them. --requires (or a `# requires:` line) installs
+        pinned packages into a cached venv; --runtime nix takes the
+        interpreter from a Nix flake (IPyRunner.nix_flake).
         """
         args = parse_argstring(self.stage, line)
         try:
@@ -134,6 +139,8 @@ class RunnerMagics(Magics):
                 args.language,
                 name=args.name,
                 effects=args.effects or (),
+                requires=args.requires or (),
+                runtime=args.runtime or "auto",
                 line_offset=1,
                 **_options(args),
             )

@@ -23,15 +23,15 @@ def host_interpreter(language: str, config: IPyRunner) -> str:
             return sys.executable
         value, base = found
         candidate = value if os.sep not in value else str(base / value)
-        return _executable(candidate, "PYTHON_EXECUTABLE in the environment or .env")
+        return find_executable(candidate, "PYTHON_EXECUTABLE in the environment or .env")
     configured = config.node_executable if language == "node" else config.bash_executable
-    return _executable(
+    return find_executable(
         configured or language,
         f"{_INSTALL[language]}, or set IPyRunner.{language}_executable",
     )
 
 
-def _executable(name: str, fix: str) -> str:
+def find_executable(name: str, fix: str) -> str:
     found = shutil.which(name, path=MINIMAL_PATH) or shutil.which(name)
     if found is None:
         raise InterpreterNotFound(f"{name!r} was not found; fix: {fix}")

@@ -35,6 +35,18 @@ def _program(name: str, label: str, fix: str, *version_args: str) -> Check:
     return Check(label, True, f"{path} ({_version(path, *version_args)})")
 
 
+def _uv() -> Check:
+    from ..config import settings
+    from ..errors import RuntimeUnavailable
+    from ..runtimes.venv import find_uv
+
+    try:
+        path = find_uv(settings())
+    except RuntimeUnavailable as exc:
+        return Check("uv", False, "not found (needed for --requires)", str(exc).split("fix: ")[-1])
+    return Check("uv", True, f"{path} ({_version(path, '--version')})")
+
+
 def _cgroups() -> Check:
     found = hierarchies()
     run = create_run_cgroup(processes=64, memory=64 << 20)
@@ -77,8 +89,10 @@ def host_report() -> list[Check]:
         _program("prlimit", "prlimit", "apt-get install -y util-linux", "--version"),
         _cgroups(),
         _program("node", "node", "apt-get install -y nodejs", "--version"),
-        _program("uv", "uv", "pip install uv", "--version"),
-        _program("nix", "nix", "apt-get install -y nix-bin", "--version"),
+        _uv(),
+        _program(
+            "nix", "nix", "apt-get install -y nix-bin (needed for --runtime nix)", "--version"
+        ),
     ]
 
 

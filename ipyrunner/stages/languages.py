@@ -69,7 +69,7 @@ LANGUAGES = {
         "python",
         ".py",
         "python_stage.py",
-        ("-I", "-u"),
+        ("-s", "-u"),  # not -I: a runtime's own wrapper may set PYTHONPATH
         _python_defines_execute,
         "def execute(input): return input",
     ),

@@ -33,6 +33,7 @@ class StageResult:
     name: str | None = None
     language: str = "python"
     timed_out: bool = False
+    runtime: str = "host"
 
     @property
     def ok(self) -> bool:
@@ -97,6 +98,7 @@ class StageResult:
     def _repr_html_(self) -> str:
         error = self.error
         facts = [("error", f"{error.type}: {error.message}")] if error else []
+        facts.append(("runtime", self.runtime))
         if error is None:
             streams = [("value", json.dumps(self.value, indent=2, ensure_ascii=False))]
         else:

@@ -26,8 +26,9 @@ from ..options import RunOptions
 from ..paths import project_directory
 from ..presenting import presenter
 from ..process import ChannelSpec, Completed, NullSink, RunStatus, Sink
+from ..requirements import parse_requirements, requirements_in_code
 from ..retry import run_reported
-from ..runtimes.host import host_interpreter, host_runtime_paths
+from ..runtimes import Interpreter, choose_runtime, resolve_interpreter
 from ..sandbox.isolation import Attempted, RunNeeds, run_isolated
 from .envelope import Outcome, decode
 from .languages import Language, find_language
@@ -79,7 +80,7 @@ class Stage:
         language: str = "python",
         *,
         effects: str | Sequence[str] | Effects = (),
-        requires: Sequence[str] = (),
+        requires: str | Sequence[str] = (),
         name: str | None = None,
         runtime: str = "auto",
         line_offset: int = 0,
@@ -87,19 +88,18 @@ class Stage:
     ) -> None:
         if name is not None and not name.isidentifier():
             raise InvalidStage(f"invalid stage name {name!r}: use a Python identifier")
-        if requires or runtime not in ("auto", "host"):
-            # Refuse rather than ignore: a declared need must never be dropped silently.
-            raise InvalidOption(
-                "requirements and non-host runtimes are not available in this version of "
-                "ipyrunner; remove them to run on the host interpreter"
-            )
-        RunOptions.from_settings(settings(), **limits)  # bad options fail before anything runs
+        config = settings()
+        RunOptions.from_settings(config, **limits)  # bad options fail before anything runs
         self.code = code
         self.language: Language = find_language(language)
         self.name = name
         self.effects = parse_effects(effects)
-        self.requires = tuple(sorted(requires))
-        self.runtime = "host"
+        given = [requires] if isinstance(requires, str) else list(requires)
+        specs = [s for item in given for s in item.split(",") if s.strip()]
+        self.requirements = parse_requirements(
+            [*specs, *requirements_in_code(code)], config.allow_unpinned
+        )
+        self.runtime = choose_runtime(runtime, self.language.interpreter, self.requirements, config)
         self.limits = dict(limits)
         # Lines before the code in what the user sees (the %%stage line), so
         # errors name the line as the notebook numbers it.
@@ -126,7 +126,7 @@ class Stage:
                 "language": self.language.name,
                 "code": self.code,
                 "effects": self.effects.canonical(),
-                "requirements": list(self.requires),
+                "requirements": [str(r) for r in self.requirements],
                 "runtime": self.runtime,
             },
             sort_keys=True,
@@ -180,17 +180,27 @@ class Stage:
             raise InvalidOption(f"invalid workers {workers!r}: it must be 1 or more")
         return _map(self, payloads, min(count, max(len(payloads), 1)), config, quiet)
 
+    def interpreter(self, config: IPyRunner | None = None, sink: Sink | None = None) -> Interpreter:
+        """This stage's interpreter: resolved (installed, built) on first use, cached after."""
+        return resolve_interpreter(
+            self.runtime,
+            self.language.interpreter,
+            self.requirements,
+            config or settings(),
+            sink or NullSink(),
+        )
+
     def _run(
         self,
         payload: bytes,
         sink: Sink,
         config: IPyRunner,
         cancel: threading.Event | None,
+        interpreter: Interpreter | None = None,
     ) -> StageResult:
         options = RunOptions.from_settings(config, **self.limits)
-        interpreter = host_interpreter(self.language.interpreter, config)
-        argv = (interpreter, *self.language.flags)
-        runtime = host_runtime_paths(interpreter)
+        interpreter = interpreter or self.interpreter(config, sink)
+        argv = (interpreter.executable, *self.language.flags)
         project = project_directory()
 
         def attempt(number: int) -> _Attempt:
@@ -207,7 +217,7 @@ class Stage:
                     project=project,
                     dirs=dirs,
                     effects=self.effects,
-                    runtime_paths=runtime,
+                    runtime_paths=interpreter.readonly,
                     readable=(str(code_dir),),
                     cwd=dirs.work,
                 )
@@ -261,6 +271,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         language=stage.language.name,
         timed_out=done.timed_out,
         isolation=attempt.ran.isolation,
+        runtime=stage.runtime,
     )
 
 
@@ -279,13 +290,15 @@ def _map(
     results: list[StageResult | None] = [None] * len(payloads)
     cancel = threading.Event()
     silent = NullSink()
+    with presenter().sink(quiet=quiet) as shown:  # an install shows once, before the runs
+        interpreter = stage.interpreter(config, shown)
     label = f"map {stage.name or stage.language.name}"
     with (
         presenter().progress(len(payloads), label, quiet=quiet) as progress,
         ThreadPoolExecutor(workers, thread_name_prefix="ipyrunner-map") as pool,
     ):
         futures: dict[Future[StageResult], int] = {
-            pool.submit(stage._run, payload, silent, config, cancel): index
+            pool.submit(stage._run, payload, silent, config, cancel, interpreter): index
             for index, payload in enumerate(payloads)
         }
         pending: set[Future[StageResult]] = set(futures)

@@ -20,6 +20,7 @@ from ipyrunner import (
 from ipyrunner.config import IPyRunner
 from ipyrunner.effects import Effects
 from ipyrunner.process import Completed
+from ipyrunner.requirements import parse_requirements
 from ipyrunner.stages.envelope import decode
 
 ECHO = "def execute(input):\n    return input\n"
@@ -50,7 +51,7 @@ def test_stage_id_is_sensitive_to_effects_requirements_and_runtime() -> None:
     ids = {stage.id}
     for field, value in (
         ("effects", Effects(network=True)),
-        ("requires", ("pyyaml==6.0.2",)),
+        ("requirements", parse_requirements("pyyaml==6.0.2")),
         ("runtime", "venv"),
     ):
         twin = Stage(ECHO)
@@ -59,9 +60,13 @@ def test_stage_id_is_sensitive_to_effects_requirements_and_runtime() -> None:
     assert len(ids) == 4
 
 
-def test_requirements_are_refused_until_runtimes_can_honour_them() -> None:
-    with pytest.raises(InvalidOption, match="not available"):
-        Stage(ECHO, requires=["pyyaml==6.0.2"])
+def test_requirements_choose_the_venv_runtime_and_count_in_the_id() -> None:
+    plain = Stage(ECHO)
+    pinned = Stage(ECHO, requires="pyyaml==6.0.2")
+    in_cell = Stage("# requires: pyyaml==6.0.2\n" + ECHO)
+    assert (plain.runtime, pinned.runtime) == ("host", "venv")
+    assert [str(r) for r in in_cell.requirements] == ["pyyaml==6.0.2"]
+    assert pinned.id != plain.id
 
 
 def test_unknown_effect_fails_closed() -> None:

@@ -1,0 +1,164 @@
+"""The venv runtime: one cached venv per (interpreter, pinned requirements).
+
+Venvs are made with uv on the host, outside the sandbox, and without running
+any user code: wheels only (`--only-binary :all:`) unless
+`IPyRunner.allow_source_builds`. Each is built in a temporary directory and
+renamed into place, under a lock, so two stages asking at once neither race
+nor see half a venv; a failed install leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import IPyRunner
+from ..errors import RuntimeUnavailable
+from ..process import Limits, RunStatus, Sink, run_process
+from ..requirements import Requirement
+from . import Interpreter
+from .host import host_interpreter, host_runtime_paths
+
+STALE_SECONDS = 3600
+INSTALL_TIMEOUT = 1800.0
+
+
+def cache_root(config: IPyRunner) -> Path:
+    if config.venv_cache:
+        return Path(config.venv_cache).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ipyrunner" / "venvs"
+
+
+def find_uv(config: IPyRunner) -> str:
+    if config.uv_executable:
+        return config.uv_executable
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+    if found is None:
+        raise RuntimeUnavailable(
+            "uv is not installed; fix: pip install uv (or set IPyRunner.uv_executable)"
+        )
+    return found
+
+
+def venv_key(python: str, requirements: Sequence[Requirement]) -> str:
+    """The cache key: the base interpreter (its real path and version) and the specs."""
+    real = os.path.realpath(python)
+    version = _python_version(python)
+    canonical = json.dumps(
+        {"python": [real, version], "requirements": sorted(map(str, requirements))},
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _python_version(python: str) -> str:
+    # Read from the interpreter's venv or install metadata, not by running it.
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return ".".join(map(str, sys.version_info[:3]))
+    for prefix in host_runtime_paths(python):
+        config = Path(prefix) / "pyvenv.cfg"
+        if config.is_file():
+            for line in config.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() in ("version", "version_info"):
+                    return value.strip()
+    return os.path.basename(os.path.realpath(python))
+
+
+def venv_interpreter(
+    requirements: Sequence[Requirement], config: IPyRunner, sink: Sink
+) -> Interpreter:
+    """The venv for `requirements`, made on first use and found on every later one."""
+    base = host_interpreter("python", config)
+    root = cache_root(config)
+    key = venv_key(base, requirements)
+    target = root / key
+    if not _python(target).exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root / f"{key}.lock"):
+            if not _python(target).exists():  # another stage may have built it meanwhile
+                _build(target, base, requirements, config, sink)
+    readonly = (str(target), *host_runtime_paths(base))
+    return Interpreter(str(_python(target)), readonly, "venv", str(target))
+
+
+def _python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(
+    target: Path, base: str, requirements: Sequence[Requirement], config: IPyRunner, sink: Sink
+) -> None:
+    _remove_stale(target.parent)
+    uv = find_uv(config)
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    specs = [str(r) for r in requirements]
+    label = f"installing {', '.join(specs)}"
+    sink.status(RunStatus(label, "running"))
+    steps = [
+        [uv, "venv", "--no-config", "--relocatable", "--quiet", "--python", base, str(temporary)],
+        [
+            uv, "pip", "install", "--no-config", "--python", str(_python(temporary)),
+            *([] if config.allow_source_builds else ["--only-binary", ":all:"]),
+            *specs,
+        ],
+    ]  # fmt: skip
+    try:
+        for argv in steps:
+            done = run_process(
+                argv,
+                env=_uv_environment(),
+                cwd=str(target.parent),
+                limits=Limits(timeout=INSTALL_TIMEOUT, max_output=config.max_output),
+                sink=sink,
+            )
+            if not done.ok:
+                said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+                raise RuntimeUnavailable(
+                    f"uv could not install {', '.join(specs)}: {' / '.join(said)}"
+                )
+        os.rename(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _uv_environment() -> dict[str, str]:
+    # uv is the host's own tool, trusted with the kernel's proxies and index
+    # settings; only a venv of the kernel's must not leak into the new one.
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+
+
+def _remove_stale(root: Path) -> None:
+    """Temporary venvs of builds that died (a killed kernel) are cleared after an hour."""
+    now = time.time()
+    for entry in root.glob(".*.tmp"):
+        try:
+            if now - entry.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+        except FileNotFoundError:
+            continue
