@@ -59,6 +59,13 @@ def _identifier(value: str) -> str:
     return value
 
 
+def _unquote(text: str | None) -> str | None:
+    """IPython's argument splitter keeps the quotes that group a value: drop them."""
+    if text is not None and len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
+        return shlex.split(text)[0]
+    return text
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
 
@@ -97,7 +104,7 @@ class RunnerMagics(Magics):
                 result = run_script(
                     args.path,
                     *args.args,
-                    effects=args.effects,
+                    effects=_unquote(args.effects),
                     env=args.env,
                     check=False,
                     sink=sink,
@@ -138,8 +145,8 @@ class RunnerMagics(Magics):
                 cell,
                 args.language,
                 name=args.name,
-                effects=args.effects or (),
-                requires=args.requires or (),
+                effects=_unquote(args.effects) or (),
+                requires=_unquote(args.requires) or (),
                 runtime=args.runtime or "auto",
                 line_offset=1,
                 **_options(args),
@@ -160,11 +167,9 @@ class RunnerMagics(Magics):
         return result.value
 
     def _evaluate(self, expression: str | None) -> Any:
+        expression = _unquote(expression)
         if expression is None:
             return None
-        if len(expression) > 1 and expression[0] in "'\"" and expression[-1] == expression[0]:
-            # IPython's argument splitter keeps the quotes that group the expression.
-            expression = shlex.split(expression)[0]
         try:
             return eval(expression, self.shell_namespace())  # noqa: S307 - the user's own input
         except Exception as exc:

@@ -27,7 +27,7 @@ from ..process import Completed, Limits, RunStatus, Sink, run_process
 from ..requirements import Requirement
 from . import Interpreter
 from .host import find_executable
-from .venv import cache_root
+from .venv import BuildLog, cache_root, tool_environment
 
 ATTRIBUTES = {
     "python": ("python3", "bin/python3"),
@@ -93,10 +93,10 @@ def _nix(config: IPyRunner, sink: Sink, *args: str) -> Completed:
     ]
     return run_process(
         argv,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        env=tool_environment(),
         cwd="/",
         limits=Limits(timeout=BUILD_TIMEOUT, max_output=config.max_output),
-        sink=sink,
+        sink=BuildLog(sink),
     )
 
 

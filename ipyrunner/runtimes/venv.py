@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..config import IPyRunner
 from ..errors import RuntimeUnavailable
-from ..process import Limits, RunStatus, Sink, run_process
+from ..process import Limits, RunStatus, Sink, Stream, run_process
 from ..requirements import Requirement
 from . import Interpreter
 from .host import host_interpreter, host_runtime_paths
@@ -93,7 +93,8 @@ def venv_interpreter(
         with _locked(root / f"{key}.lock"):
             if not _python(target).exists():  # another stage may have built it meanwhile
                 _build(target, base, requirements, config, sink)
-    readonly = (str(target), *host_runtime_paths(base))
+    # The venv and its own base interpreter, not the kernel's environment.
+    readonly = (str(target), *host_runtime_paths(str(_python(target))))
     return Interpreter(str(_python(target)), readonly, "venv", str(target))
 
 
@@ -121,9 +122,11 @@ def _build(
     label = f"installing {', '.join(specs)}"
     sink.status(RunStatus(label, "running"))
     steps = [
-        [uv, "venv", "--no-config", "--relocatable", "--quiet", "--python", base, str(temporary)],
+        [uv, "venv", "--no-config", "--relocatable", "--quiet", "--color", "never",
+         "--python", base, str(temporary)],
         [
-            uv, "pip", "install", "--no-config", "--python", str(_python(temporary)),
+            uv, "pip", "install", "--no-config", "--color", "never",
+            "--python", str(_python(temporary)),
             *([] if config.allow_source_builds else ["--only-binary", ":all:"]),
             *specs,
         ],
@@ -132,7 +135,7 @@ def _build(
         for argv in steps:
             done = run_process(
                 argv,
-                env=_uv_environment(),
+                env=tool_environment(),
                 cwd=str(target.parent),
                 limits=Limits(timeout=INSTALL_TIMEOUT, max_output=config.max_output),
                 sink=sink,
@@ -147,10 +150,30 @@ def _build(
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _uv_environment() -> dict[str, str]:
-    # uv is the host's own tool, trusted with the kernel's proxies and index
-    # settings; only a venv of the kernel's must not leak into the new one.
-    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+_NOT_FOR_TOOLS = ("VIRTUAL_ENV", "PYTHONPATH", "FORCE_COLOR", "CLICOLOR_FORCE")
+
+
+def tool_environment() -> dict[str, str]:
+    """uv and nix are the host's own tools, trusted with the kernel's proxies and
+    index settings; a venv of the kernel's must not leak in, and their output
+    goes to plain-text displays, so no colour."""
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_TOOLS}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class BuildLog:
+    """Shows a tool's log (its stderr) live; its stdout is data for ipyrunner."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, stream: Stream, text: str) -> None:
+        if stream == "stderr":
+            self.sink.write(stream, text)
+
+    def status(self, status: RunStatus) -> None:
+        self.sink.status(status)
 
 
 def _remove_stale(root: Path) -> None:

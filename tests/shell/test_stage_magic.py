@@ -6,7 +6,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from ipyrunner import InvalidStage, Stage, StageFailed
+from ipyrunner import InvalidRequirement, InvalidStage, Stage, StageFailed
 
 CLEAN = """%%stage python --in rows --out cleaned
 def execute(input):
@@ -101,3 +101,41 @@ def test_stage_help_lists_the_options(shell: InteractiveShell) -> None:
     doc = shell.find_cell_magic("stage").__doc__
     for option in ("--in", "--out", "--timeout", "--retries", "--max-output", "--quiet"):
         assert option in doc
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "%%stage python --requires requests",
+        "%%stage python --requires 'git+https://example.org/x.git'",
+        "%%stage python --requires \"pyyaml==6.0.2; os_name=='nt'\"",
+    ],
+)
+def test_bad_requirements_are_refused_before_anything_runs(
+    shell: InteractiveShell, project: Path, line: str
+) -> None:
+    marker = project / "ran"
+    outcome = shell.run_cell(f"{line}\ndef execute(i):\n    open({str(marker)!r}, 'w')\n")
+    assert isinstance(outcome.error_in_exec, InvalidRequirement)
+    assert "refused" in str(outcome.error_in_exec)
+    assert not marker.exists()
+
+
+def test_quoted_requirements_and_effects_are_unquoted(
+    shell: InteractiveShell, project: Path
+) -> None:
+    shell.run_cell(
+        "%%stage python pinned --requires \"six==1.16.0\" --effects 'fs-read'\n"
+        "def execute(i):\n    return i\n"
+    )
+    stage = shell.user_ns["pinned"]
+    assert [str(r) for r in stage.requirements] == ["six==1.16.0"]
+    assert stage.runtime == "venv"
+    assert stage.effects.read == ("",)
+
+
+def test_a_runtime_that_cannot_serve_the_language_is_refused(
+    shell: InteractiveShell, project: Path
+) -> None:
+    outcome = shell.run_cell("%%stage js --runtime venv\nfunction execute(i) { return i; }\n")
+    assert isinstance(outcome.error_in_exec, UsageError)
