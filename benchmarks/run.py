@@ -21,8 +21,9 @@ from pathlib import Path
 
 from ipyrunner import Stage
 from ipyrunner.config import settings
-from ipyrunner.process import Limits, NullSink, run_process
+from ipyrunner.process import Limits, run_process
 from ipyrunner.sandbox.probe import bwrap_status, find_program
+from ipyrunner.sinks import NullSink
 
 FLAKE = Path(__file__).resolve().parents[1] / "tests" / "nixflake"
 

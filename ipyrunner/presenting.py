@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol
 
-from .process import NullSink, Sink
+from .sinks import NullSink, Sink
 
 
 class DisplaySink(Sink, Protocol):

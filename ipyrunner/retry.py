@@ -11,7 +11,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from .config import IPyRunner, parse_count
-from .process import RunStatus, Sink
+from .sinks import RunStatus, Sink
 
 T = TypeVar("T")
 

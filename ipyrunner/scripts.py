@@ -22,11 +22,11 @@ from .errors import (
 from .options import RunOptions
 from .paths import project_directory, resolve_in_project
 from .presenting import presenter
-from .process import RunStatus, Sink
 from .result_html import describe_returncode, render_result_html
 from .retry import run_reported
 from .runtimes.host import host_interpreter, host_runtime_paths
 from .sandbox.isolation import Attempted, RunNeeds, run_isolated
+from .sinks import RunStatus, Sink
 
 LANGUAGES = {".py": "python", ".sh": "bash", ".js": "node"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..presenting import DisplaySink, NullProgress, ProgressDisplay
-from ..process import NullSink
+from ..sinks import NullSink
 from .choose import choose_sink, in_jupyter_kernel
 from .progress import TextProgress, WidgetProgress, choose_progress
 from .text import TextSink

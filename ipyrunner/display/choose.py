@@ -11,7 +11,7 @@ from IPython import get_ipython
 from ..config import IPyRunner
 from ..errors import InvalidOption
 from ..presenting import DisplaySink
-from ..process import NullSink
+from ..sinks import NullSink
 from .text import TextSink
 
 

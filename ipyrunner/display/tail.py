@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..process import Stream
+from ..sinks import Stream
 
 # Consecutive chunks of one stream are joined up to this size, so thousands of
 # tiny chunks do not become thousands of pieces; larger pieces keep trimming cheap.

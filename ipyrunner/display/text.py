@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TextIO
 
 from ..errors import InvalidOption
-from ..process import RunStatus, Stream
+from ..sinks import RunStatus, Stream
 
 
 class TextSink:

@@ -15,7 +15,7 @@ import ipywidgets
 from IPython import display as ipython_display
 
 from ..errors import InvalidOption
-from ..process import RunStatus, Stream
+from ..sinks import RunStatus, Stream
 from .choose import update_interval, widget_bundle
 from .tail import Tail
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from ..config import IPyRunner
 from ..errors import InvalidOption, InvalidRequirement
-from ..process import Sink
 from ..requirements import Requirement
+from ..sinks import Sink
 from .host import host_interpreter, host_runtime_paths
 
 RUNTIME_NAMES = ("auto", "host", "venv", "nix")

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from ..config import IPyRunner
 from ..errors import InvalidRequirement, RuntimeUnavailable
-from ..process import Completed, Limits, RunStatus, Sink, run_process
+from ..process import Completed, Limits, run_process
 from ..requirements import Requirement
+from ..sinks import RunStatus, Sink
 from . import Interpreter
 from .host import find_executable
 from .venv import BuildLog, cache_root, tool_environment

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from ..config import IPyRunner
 from ..errors import RuntimeUnavailable
-from ..process import Limits, RunStatus, Sink, Stream, run_process
+from ..process import Limits, run_process
 from ..requirements import Requirement
+from ..sinks import RunStatus, Sink, Stream
 from . import Interpreter
 from .host import host_interpreter, host_runtime_paths
 

@@ -20,7 +20,8 @@ from ..effects import Effects
 from ..environment import PrivateDirs
 from ..errors import InvalidOption, SandboxUnavailable
 from ..paths import resolve_in_project
-from ..process import ChannelSpec, Completed, Sink, run_process
+from ..process import ChannelSpec, Completed, run_process
+from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
 from .limits import ResourceLimits, launcher_argv, limit_hit, signal_of
 from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts

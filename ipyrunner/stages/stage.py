@@ -25,11 +25,12 @@ from ..errors import (
 from ..options import RunOptions
 from ..paths import project_directory
 from ..presenting import presenter
-from ..process import ChannelSpec, Completed, NullSink, RunStatus, Sink
+from ..process import ChannelSpec, Completed
 from ..requirements import parse_requirements, requirements_in_code
 from ..retry import run_reported
 from ..runtimes import Interpreter, choose_runtime, resolve_interpreter
 from ..sandbox.isolation import Attempted, RunNeeds, run_isolated
+from ..sinks import NullSink, RunStatus, Sink
 from .envelope import Outcome, decode
 from .languages import Language, find_language
 from .result import StageResult

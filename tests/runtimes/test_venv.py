@@ -7,9 +7,9 @@ import pytest
 
 from ipyrunner import RuntimeUnavailable, Stage
 from ipyrunner.config import IPyRunner
-from ipyrunner.process import RunStatus, Stream
 from ipyrunner.requirements import parse_requirements
 from ipyrunner.runtimes import venv
+from ipyrunner.sinks import RunStatus, Stream
 
 SIX = "# requires: six==1.16.0\nimport six\ndef execute(input):\n    return six.__version__\n"
 

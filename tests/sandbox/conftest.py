@@ -19,9 +19,9 @@ import pytest
 
 from ipyrunner import Stage, run_script
 from ipyrunner.config import IPyRunner
-from ipyrunner.process import NullSink
 from ipyrunner.sandbox.probe import bwrap_status
 from ipyrunner.scripts import RunResult
+from ipyrunner.sinks import NullSink
 from ipyrunner.stages.result import StageResult
 
 HERE = Path(__file__).resolve().parent

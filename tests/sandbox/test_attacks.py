@@ -27,9 +27,9 @@ import pytest
 
 from ipyrunner import PathNotAllowed, ResultDecodeError, Stage, StageFailed
 from ipyrunner.config import IPyRunner
-from ipyrunner.process import NullSink
 from ipyrunner.runtimes.host import host_runtime_paths
 from ipyrunner.sandbox.cgroups import create_run_cgroup
+from ipyrunner.sinks import NullSink
 from tests.conftest import processes_running, write_script
 from tests.sandbox.conftest import (
     everything_shown,

@@ -15,7 +15,7 @@ import pytest
 from ipyrunner.config import IPyRunner
 from ipyrunner.display import NullSink, TextSink, WidgetSink, choose_sink
 from ipyrunner.display.tail import Tail
-from ipyrunner.process import RunStatus
+from ipyrunner.sinks import RunStatus
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

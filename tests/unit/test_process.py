@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ipyrunner.errors import InterpreterNotFound
-from ipyrunner.process import Completed, Limits, RunStatus, Stream, run_process
+from ipyrunner.process import Completed, Limits, run_process
+from ipyrunner.sinks import RunStatus, Stream
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PY = sys.executable

@@ -1,0 +1,81 @@
+"""What a run tells its display: output chunks as they come, status changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .result_html import Reported, describe_returncode
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What a display shows on its status line."""
+
+    label: str
+    state: str  # running, retrying, succeeded, failed, timed out, output limit, interrupted
+    attempt: int = 1
+    attempts: int = 1
+    returncode: int | None = None
+    elapsed_s: float | None = None
+    truncated_at: int | None = None
+    note: str = ""
+
+    @classmethod
+    def final(cls, result: Reported, attempts: int, cap: int, truncated: bool) -> RunStatus:
+        """The status line of a finished run."""
+        return cls(
+            result.label,
+            result.outcome,
+            result.attempts,
+            attempts,
+            returncode=result.returncode,
+            elapsed_s=result.duration_s,
+            truncated_at=cap if truncated else None,
+            note="" if result.isolation == "bwrap" else "unsandboxed",
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in ("running", "retrying")
+
+    def describe(self, elapsed_s: float | None = None) -> str:
+        parts = [self.label, self.state]
+        if self.attempts > 1:
+            parts.append(f"attempt {self.attempt} of {self.attempts}")
+        if self.returncode is not None:
+            parts.append(describe_returncode(self.returncode))
+        seconds = self.elapsed_s if self.elapsed_s is not None else elapsed_s
+        if seconds is not None:
+            parts.append(f"{seconds:.2f} s")
+        if self.truncated_at is not None:
+            parts.append(f"truncated at {self.truncated_at} bytes")
+        if self.note:
+            parts.append(self.note)
+        return " · ".join(parts)
+
+
+class Sink(Protocol):
+    """Receives a run's output as it arrives, and its status changes."""
+
+    def write(self, stream: Stream, text: str) -> None: ...
+
+    def status(self, status: RunStatus) -> None: ...
+
+
+class NullSink:
+    """Discards everything: a run with no live display."""
+
+    def write(self, stream: Stream, text: str) -> None:
+        pass
+
+    def status(self, status: RunStatus) -> None:
+        pass
+
+    def __enter__(self) -> NullSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
