@@ -114,3 +114,18 @@ def test_project_directory_follows_cd(
     shell.run_line_magic("cd", str(other))
     shell.run_cell("%runscript --out res scripts/where.sh")
     assert shell.user_ns["res"].stdout.strip() == str(other)
+
+
+def test_load_ext_warns_once_when_the_sandbox_is_unusable(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ipyrunner.sandbox import probe
+
+    unusable = probe.BwrapStatus(None, False, reason="bwrap is not installed", fix="apt-get x")
+    monkeypatch.setattr(probe, "bwrap_status", lambda: unusable)
+    monkeypatch.setattr(ipyrunner, "_warned", False)
+    ipyrunner.load_ipython_extension(shell)
+    ipyrunner.load_ipython_extension(shell)
+    err = capsys.readouterr().err
+    assert err.count("the sandbox is unusable here (bwrap is not installed)") == 1
+    assert "Fix: apt-get x" in err
