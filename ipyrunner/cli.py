@@ -16,13 +16,12 @@ from .options import OPTIONS
 from .runtimes import RUNTIME_NAMES
 from .sandbox.doctor import format_report, host_report
 from .scripts import RunResult, run_script
-from .stages import Stage
+from .stages import LANGUAGES, Stage
 
 # The exit statuses of coreutils' `timeout` and a distinct one for the cap.
 EXIT_TIMEOUT = 124
 EXIT_OUTPUT_LIMIT = 125
 EXIT_USAGE = 2
-_EXTENSIONS = {".py": "python", ".js": "javascript", ".sh": "bash"}
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +116,8 @@ def _stage(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ipyrunner: --input is not valid JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    language = args.language or _EXTENSIONS.get(path.suffix.lower())
+    by_extension = {lang.extension: lang.name for lang in LANGUAGES.values()}
+    language = args.language or by_extension.get(path.suffix.lower())
     if language is None:
         print(f"ipyrunner: cannot tell the language of {path}; give --language", file=sys.stderr)
         return EXIT_USAGE

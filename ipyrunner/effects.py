@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from .errors import InvalidOption
 
-NAMES = ("pure", "network", "fs-read", "fs-write")
-
 
 @dataclass(frozen=True)
 class Effects:
@@ -18,10 +16,6 @@ class Effects:
     network: bool = False
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
-
-    @property
-    def is_pure(self) -> bool:
-        return not (self.network or self.read or self.write)
 
     def canonical(self) -> list[str]:
         """A sorted list of effect strings, as part of a stage's identity."""

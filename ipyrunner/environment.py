@@ -14,6 +14,14 @@ from pathlib import Path
 from .errors import InvalidOption
 
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def find_program(name: str) -> str | None:
+    """`name` on the minimal PATH (root-owned system directories) first, then on
+    the kernel's PATH; an absolute or relative path is checked as it is."""
+    return shutil.which(name, path=MINIMAL_PATH) or shutil.which(name)
+
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

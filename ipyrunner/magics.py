@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .config import settings
+from .config import ISOLATION_MODES, settings
 from .display import choose_sink
 from .errors import InvalidOption
 from .options import OPTIONS
@@ -32,7 +32,7 @@ _RUN_ARGUMENTS = [
     ),
     argument(
         "--isolate",
-        choices=("auto", "bwrap", "none"),
+        choices=ISOLATION_MODES,
         help="sandbox: auto (default), bwrap (required), none (opt out)",
     ),
     argument("--timeout", metavar="SECONDS", help="kill an attempt after this many seconds"),

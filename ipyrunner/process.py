@@ -63,7 +63,6 @@ class Completed:
     duration_s: float
     timed_out: bool = False
     output_exceeded: bool = False
-    output_bytes: int = 0
     channel: bytes | None = None
     channel_exceeded: bool = False
     cancelled: bool = False
@@ -259,7 +258,6 @@ def run_process(
         duration_s=time.monotonic() - run.start,
         timed_out=run.timed_out,
         output_exceeded=run.output.exceeded,
-        output_bytes=run.output.total,
         channel=bytes(result.data) if result is not None else None,
         channel_exceeded=result is not None and result.exceeded,
         cancelled=run.cancelled,

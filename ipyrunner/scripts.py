@@ -27,8 +27,10 @@ from .retry import run_reported
 from .runtimes.host import host_interpreter, host_runtime_paths
 from .sandbox.isolation import Attempted, RunNeeds, run_isolated
 from .sinks import RunStatus, Sink
+from .stages.languages import LANGUAGES
 
-LANGUAGES = {".py": "python", ".sh": "bash", ".js": "node"}
+# A script's extension names its interpreter, as a stage language's does.
+INTERPRETERS = {language.extension: language.interpreter for language in LANGUAGES.values()}
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,9 @@ def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner
         raise ScriptNotFound(f"{label}: no such script in the project directory {project}")
     if not script.is_file():
         raise ScriptNotFound(f"{label} is not a regular file; give the path of a script")
-    language = LANGUAGES.get(script.suffix.lower())
+    language = INTERPRETERS.get(script.suffix.lower())
     if language is None:
-        known = ", ".join(sorted(LANGUAGES))
+        known = ", ".join(sorted(INTERPRETERS))
         raise UnsupportedScript(
             f"{label}: cannot tell how to run a {script.suffix or 'file without extension'}; "
             f"scripts must end in {known}"
@@ -226,7 +228,7 @@ def _run(
         limit=last.limit,
     )
     cap = options.limits.max_output
-    sink.status(RunStatus.final(result, options.retry.attempts, cap, result.truncated))
+    sink.status(RunStatus.final(result, options.retry.attempts, cap))
     return result.check() if check else result
 
 

@@ -24,7 +24,7 @@ class RunStatus:
     note: str = ""
 
     @classmethod
-    def final(cls, result: Reported, attempts: int, cap: int, truncated: bool) -> RunStatus:
+    def final(cls, result: Reported, attempts: int, cap: int) -> RunStatus:
         """The status line of a finished run."""
         return cls(
             result.label,
@@ -33,7 +33,7 @@ class RunStatus:
             attempts,
             returncode=result.returncode,
             elapsed_s=result.duration_s,
-            truncated_at=cap if truncated else None,
+            truncated_at=cap if result.truncated else None,
             note="" if result.isolation == "bwrap" else "unsandboxed",
         )
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import IPyRunner
+from ..config import RUNTIMES, IPyRunner
 from ..errors import InvalidOption, InvalidRequirement
 from ..requirements import Requirement
 from ..sinks import Sink
 from .host import host_interpreter, host_runtime_paths
 
-RUNTIME_NAMES = ("auto", "host", "venv", "nix")
+RUNTIME_NAMES = RUNTIMES
 
 
 @dataclass(frozen=True)

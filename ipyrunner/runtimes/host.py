@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import sys
 
 from ..config import IPyRunner
-from ..environment import MINIMAL_PATH
+from ..environment import find_program
 from ..errors import InterpreterNotFound
 from ..paths import setting
 
@@ -32,7 +31,7 @@ def host_interpreter(language: str, config: IPyRunner) -> str:
 
 
 def find_executable(name: str, fix: str) -> str:
-    found = shutil.which(name, path=MINIMAL_PATH) or shutil.which(name)
+    found = find_program(name)
     if found is None:
         raise InterpreterNotFound(f"{name!r} was not found; fix: {fix}")
     return os.path.abspath(found)

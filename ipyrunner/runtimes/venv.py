@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import IPyRunner
+from ..environment import find_program
 from ..errors import RuntimeUnavailable
 from ..process import Limits, run_process
 from ..requirements import Requirement
@@ -48,7 +49,7 @@ def find_uv(config: IPyRunner) -> str:
 
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
+        found = find_program("uv")
     if found is None:
         raise RuntimeUnavailable(
             "uv is not installed; fix: pip install uv (or set IPyRunner.uv_executable)"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..environment import MINIMAL_PATH
+from ..environment import MINIMAL_PATH, find_program
 from ..process import Limits, run_process
 from .cgroups import create_run_cgroup, hierarchies
-from .probe import bwrap_status, find_program
+from .probe import bwrap_status
 
 
 @dataclass(frozen=True)

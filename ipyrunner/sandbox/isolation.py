@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 from ..config import ISOLATION_MODES
 from ..effects import Effects
-from ..environment import PrivateDirs
+from ..environment import PrivateDirs, find_program
 from ..errors import InvalidOption, SandboxUnavailable
 from ..paths import resolve_in_project
 from ..process import ChannelSpec, Completed, run_process
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
-from .limits import ResourceLimits, launcher_argv, limit_hit, signal_of
+from .limits import ResourceLimits, bwrap_returncode, launcher_argv, limit_hit
 from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts
-from .probe import bwrap_status, find_program
+from .probe import bwrap_status
 from .seccomp import host_filter
 from .secrets import Secrets, find_secrets, remove_planted
 
@@ -65,7 +65,7 @@ class Isolated:
 
     def limit_hit(self, returncode: int, stderr: str) -> str | None:
         oom = self.cgroup is not None and self.cgroup.oom_killed()
-        return limit_hit(returncode, stderr, self.sandboxed, oom, self.limits)
+        return limit_hit(returncode, stderr, oom, self.limits)
 
 
 def choose_isolation(mode: str, require_sandbox: bool) -> str:
@@ -120,6 +120,8 @@ def run_isolated(
             cancel=cancel,
             pass_fds=isolated.pass_fds,
         )
+        if isolated.sandboxed:
+            done = replace(done, returncode=bwrap_returncode(done.returncode))
         limit = isolated.limit_hit(done.returncode, done.stderr)
     if isolated.removed:
         notice = (
@@ -128,10 +130,6 @@ def run_isolated(
         )
         sink.write("stderr", notice)
         done = replace(done, stderr=done.stderr + notice)
-    if isolated.sandboxed:
-        # bwrap reports its child's death by a signal as exit 128 + signal.
-        sig = signal_of(done.returncode, sandboxed=True)
-        done = replace(done, returncode=-sig) if sig else done
     return Attempted(done, isolated.isolation, limit)
 
 

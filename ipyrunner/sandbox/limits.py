@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 from ..config import IPyRunner, parse_count, parse_seconds, parse_size
 
-# $0 is a label; arguments up to "--" are cgroup.procs files to join.
-_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 EXIT_JOIN_FAILED = 125
+# $0 is a label; arguments up to "--" are cgroup.procs files to join.
+_JOIN = (
+    f'while [ "$1" != -- ]; do echo $$ > "$1" || exit {EXIT_JOIN_FAILED}; shift; done; '
+    'shift; exec "$@"'
+)
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,10 @@ def launcher_argv(
     return argv
 
 
-def signal_of(returncode: int, sandboxed: bool) -> int | None:
-    """The signal that ended a run; bwrap reports its child's as 128 + signal."""
-    if returncode < 0:
-        return -returncode
-    if sandboxed and 128 < returncode < 128 + 65:
-        return returncode - 128
-    return None
+def bwrap_returncode(returncode: int) -> int:
+    """bwrap reports its child's death by a signal as exit 128 + signal: give it
+    the form subprocess uses, minus the signal."""
+    return 128 - returncode if 128 < returncode < 128 + 65 else returncode
 
 
 # How runtimes say they hit RLIMIT_DATA or RLIMIT_FSIZE when they raise instead of dying.
@@ -104,13 +104,11 @@ MEMORY_WORDS = (
 FILE_SIZE_WORDS = ("File too large", "[Errno 27]", "EFBIG")
 
 
-def limit_hit(
-    returncode: int, stderr: str, sandboxed: bool, oom_killed: bool, limits: ResourceLimits
-) -> str | None:
+def limit_hit(returncode: int, stderr: str, oom_killed: bool, limits: ResourceLimits) -> str | None:
     """Which resource limit ended the run, if one did: memory, cpu or file-size."""
     if oom_killed:
         return "memory"
-    sig = signal_of(returncode, sandboxed)
+    sig = -returncode if returncode < 0 else None
     if sig == signal.SIGXCPU and limits.cpu_seconds is not None:
         return "cpu"
     if sig == signal.SIGXFSZ and limits.file_size is not None:

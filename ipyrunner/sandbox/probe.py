@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import tempfile
 from dataclasses import dataclass
 
-from ..environment import MINIMAL_PATH
+from ..environment import MINIMAL_PATH, find_program
 from ..errors import InterpreterNotFound
 from ..process import Limits, run_process
 from .policy import SandboxPolicy, build_bwrap_command, system_mounts
@@ -20,10 +19,6 @@ class BwrapStatus:
     version: str = ""
     reason: str = ""
     fix: str = ""
-
-
-def find_program(name: str) -> str | None:
-    return shutil.which(name, path=MINIMAL_PATH) or shutil.which(name)
 
 
 def _fix_for(message: str) -> str:

@@ -16,6 +16,7 @@ filter cannot inspect. A call through a foreign ABI (i386, x32) kills the proces
 from __future__ import annotations
 
 import errno
+import functools
 import platform
 import struct
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ def build_filter(abi: Abi) -> bytes:
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
+@functools.cache
 def host_filter() -> bytes | None:
     """The filter for this machine's ABI, or None where we have no table."""
     abi = ABIS.get(platform.machine())

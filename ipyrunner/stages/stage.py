@@ -238,7 +238,7 @@ class Stage:
         )
         result = _result(self, last, made, elapsed)
         cap = options.limits.max_output
-        sink.status(RunStatus.final(result, options.retry.attempts, cap, result.truncated))
+        sink.status(RunStatus.final(result, options.retry.attempts, cap))
         return result
 
 

@@ -3,7 +3,6 @@ local flake in tests/nixflake (no binary cache is reachable here)."""
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -40,7 +39,3 @@ def nix_calls(runtime_settings: IPyRunner, tmp_path: Path) -> Path:
 
 def calls(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if line]
-
-
-def have_nix() -> bool:
-    return any(os.access(os.path.join(d, "nix"), os.X_OK) for d in os.environ["PATH"].split(":"))

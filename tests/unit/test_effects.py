@@ -9,7 +9,6 @@ from ipyrunner.errors import InvalidOption
 @pytest.mark.parametrize("spec", [None, "", "pure", [], ["pure"]])
 def test_no_effects_is_pure(spec: str | list[str] | None) -> None:
     assert parse_effects(spec) == PURE
-    assert parse_effects(spec).is_pure
 
 
 def test_effects_parse_paths_and_network() -> None:

@@ -6,7 +6,13 @@ import pytest
 
 from ipyrunner.config import IPyRunner
 from ipyrunner.errors import InvalidOption
-from ipyrunner.sandbox.limits import ResourceLimits, launcher_argv, limit_hit, prlimit_args
+from ipyrunner.sandbox.limits import (
+    ResourceLimits,
+    bwrap_returncode,
+    launcher_argv,
+    limit_hit,
+    prlimit_args,
+)
 
 
 def test_prlimit_args_set_each_limit() -> None:
@@ -57,13 +63,19 @@ LIMITS = ResourceLimits(memory=1 << 28, cpu_seconds=5, file_size=1 << 20)
 
 
 def test_memory_kill_is_told_from_a_timeout() -> None:
-    assert limit_hit(-signal.SIGKILL, "", True, oom_killed=True, limits=LIMITS) == "memory"
-    assert limit_hit(1, "MemoryError\n", False, oom_killed=False, limits=LIMITS) == "memory"
-    assert limit_hit(-signal.SIGKILL, "", False, oom_killed=False, limits=LIMITS) is None
+    assert limit_hit(-signal.SIGKILL, "", oom_killed=True, limits=LIMITS) == "memory"
+    assert limit_hit(1, "MemoryError\n", oom_killed=False, limits=LIMITS) == "memory"
+    assert limit_hit(-signal.SIGKILL, "", oom_killed=False, limits=LIMITS) is None
 
 
 def test_cpu_and_file_size_kills_are_named() -> None:
-    assert limit_hit(128 + signal.SIGXCPU, "", True, False, LIMITS) == "cpu"
-    assert limit_hit(-signal.SIGXCPU, "", False, False, LIMITS) == "cpu"
-    assert limit_hit(-signal.SIGXFSZ, "", False, False, LIMITS) == "file-size"
-    assert limit_hit(0, "", True, False, LIMITS) is None
+    assert limit_hit(-signal.SIGXCPU, "", False, LIMITS) == "cpu"
+    assert limit_hit(-signal.SIGXFSZ, "", False, LIMITS) == "file-size"
+    assert limit_hit(0, "", False, LIMITS) is None
+
+
+def test_bwrap_signal_exits_read_as_signals() -> None:
+    assert bwrap_returncode(128 + signal.SIGXCPU) == -signal.SIGXCPU
+    assert bwrap_returncode(137) == -signal.SIGKILL
+    assert bwrap_returncode(3) == 3
+    assert bwrap_returncode(128) == 128
