@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ipyrunner import Stage
 from ipyrunner.config import settings
-from ipyrunner.process import Limits, run_process
 from ipyrunner.environment import find_program
+from ipyrunner.process import Limits, run_process
 from ipyrunner.sandbox.probe import bwrap_status
 from ipyrunner.sinks import NullSink
 
