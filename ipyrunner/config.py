@@ -163,6 +163,12 @@ class IPyRunner(SingletonConfigurable):
     tmp_size = ByteSize(
         512 << 20, help="Size of the sandbox's private /tmp, HOME and working directory."
     ).tag(config=True)
+    write_staging = Unicode(
+        "",
+        help="Where a run's writes to a writable grant wait until they are committed; empty: "
+        "~/.cache/ipyrunner/writes (or the temporary directory when only that is on the "
+        "granted tree's filesystem).",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

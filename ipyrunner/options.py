@@ -23,6 +23,7 @@ class RunOptions:
     isolate: str
     require_sandbox: bool
     tmp_size: int
+    staging: str = ""  # where writable grants' overlay layers wait; "" picks one
 
     @classmethod
     def from_settings(cls, settings: IPyRunner, **options: Any) -> RunOptions:
@@ -43,4 +44,5 @@ class RunOptions:
             isolate=isolate,
             require_sandbox=settings.require_sandbox,
             tmp_size=settings.tmp_size,
+            staging=settings.write_staging,
         )

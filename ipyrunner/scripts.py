@@ -25,6 +25,7 @@ from .presenting import presenter
 from .result_html import describe_returncode, render_result_html
 from .retry import run_reported
 from .runtimes.host import host_interpreter, host_runtime_paths
+from .sandbox.commit import Refused
 from .sandbox.isolation import Attempted, RunNeeds, run_isolated
 from .sinks import RunStatus, Sink
 from .stages.languages import LANGUAGES
@@ -48,6 +49,7 @@ class RunResult:
     args: tuple[str, ...] = ()
     isolation: str = "none"
     limit: str | None = None  # memory, cpu or file-size: the limit that killed it
+    refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
 
     @property
     def ok(self) -> bool:
@@ -226,6 +228,7 @@ def _run(
         args=job.args,
         isolation=last.isolation,
         limit=last.limit,
+        refused=last.refused,
     )
     cap = options.limits.max_output
     sink.status(RunStatus.final(result, options.retry.attempts, cap))

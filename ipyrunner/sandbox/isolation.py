@@ -2,18 +2,23 @@
 
 `isolate()` resolves the effects against the project, builds the policy,
 decides between bwrap and no sandbox by the isolation mode, creates the run's
-cgroup, and yields the full argv. The caller hands that argv to `run_process`.
+cgroup and its write layers, and yields the full argv. The caller hands that
+argv to `run_process`; when the run is over, its writes are committed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir, jupyter_runtime_dir
 
 from ..config import ISOLATION_MODES
 from ..effects import Effects
@@ -21,13 +26,23 @@ from ..environment import PrivateDirs, find_program
 from ..errors import InvalidOption, SandboxUnavailable
 from ..paths import resolve_in_project
 from ..process import ChannelSpec, Completed, run_process
+from ..runtimes.host import host_runtime_paths
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
+from .commit import Refused, commit
 from .limits import ResourceLimits, bwrap_returncode, launcher_argv, limit_hit
+from .overlay import (
+    FAILURE_MARK,
+    FIX,
+    LAUNCHER_ENV,
+    default_staging,
+    mount_argv,
+    write_layers,
+)
 from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts
 from .probe import bwrap_status
+from .protected import Protected, find_protected, identity
 from .seccomp import host_filter
-from .secrets import Secrets, find_secrets, remove_planted
 
 if TYPE_CHECKING:
     from ..options import RunOptions
@@ -56,8 +71,9 @@ class Isolated:
     isolation: str  # bwrap, none (opted out), unavailable (auto without bwrap)
     limits: ResourceLimits
     cgroup: RunCgroup | None
+    env: Mapping[str, str] = field(default_factory=dict)  # what run_process gives the argv
     pass_fds: tuple[int, ...] = ()
-    removed: list[str] = field(default_factory=list)  # secret-named files the run planted
+    refused: list[Refused] = field(default_factory=list)  # writes the commit refused
 
     @property
     def sandboxed(self) -> bool:
@@ -94,6 +110,7 @@ class Attempted:
     done: Completed
     isolation: str
     limit: str | None
+    refused: tuple[Refused, ...] = ()
 
 
 def run_isolated(
@@ -107,11 +124,16 @@ def run_isolated(
 ) -> Attempted:
     """Run `needs` once, isolated and limited as `options` say."""
     with isolate(
-        needs, options.isolate, options.require_sandbox, options.resources, options.tmp_size
+        needs,
+        options.isolate,
+        options.require_sandbox,
+        options.resources,
+        options.tmp_size,
+        staging=options.staging,
     ) as isolated:
         done = run_process(
             isolated.argv,
-            env=needs.env,
+            env=isolated.env,
             cwd=isolated.cwd,
             limits=options.limits,
             stdin=stdin,
@@ -123,62 +145,154 @@ def run_isolated(
         if isolated.sandboxed:
             done = replace(done, returncode=bwrap_returncode(done.returncode))
         limit = isolated.limit_hit(done.returncode, done.stderr)
-    if isolated.removed:
-        notice = (
-            "\nipyrunner: removed what the run created where the sandbox may not write "
-            f"(.env files, .git): {', '.join(isolated.removed)}\n"
-        )
+    _check_launched(done.stderr)
+    if isolated.refused:
+        notice = refusal_notice(isolated.refused)
         sink.write("stderr", notice)
         done = replace(done, stderr=done.stderr + notice)
-    return Attempted(done, isolated.isolation, limit)
+    return Attempted(done, isolated.isolation, limit, tuple(isolated.refused))
+
+
+def refusal_notice(refused: Sequence[Refused]) -> str:
+    shown = ", ".join(map(str, refused[:20]))
+    more = f" and {len(refused) - 20} more" if len(refused) > 20 else ""
+    return f"\nipyrunner: kept off the host, as runs may not write them: {shown}{more}\n"
+
+
+def _check_launched(stderr: str) -> None:
+    # The overlay launcher failed before the sandbox existed: nothing of the program ran.
+    for line in stderr.splitlines()[:5]:
+        if line.startswith(FAILURE_MARK):
+            raise SandboxUnavailable(f"{line.removeprefix(FAILURE_MARK).strip()}; fix: {FIX}")
 
 
 @contextlib.contextmanager
 def isolate(
-    needs: RunNeeds, mode: str, require_sandbox: bool, limits: ResourceLimits, tmp_size: int
+    needs: RunNeeds,
+    mode: str,
+    require_sandbox: bool,
+    limits: ResourceLimits,
+    tmp_size: int,
+    *,
+    staging: str = "",
 ) -> Iterator[Isolated]:
     """The argv for `needs` under the isolation `mode`, with its cgroup alive;
-    afterwards, what the run planted under secret names is removed."""
+    afterwards (whatever ended the run) its writes are committed."""
     isolation = choose_isolation(mode, require_sandbox)
     grants = resolve_grants(needs.effects, needs.project)
+    if isolation != "bwrap":
+        with _unsandboxed(needs, grants, isolation, limits) as isolated:
+            yield isolated
+        return
+    trees = (*grants.read, *grants.write)
+    with write_layers(grants.write, staging, trees) as layers, _descriptors() as fds:
+        readonly = _readonly_paths(needs)
+        policy = build_policy(needs, grants, tmp_size, protect(trees), fds.seccomp, readonly)
+        command = build_bwrap_command(policy, bwrap_status().path or "bwrap")
+        args_fd = fds.arguments(command[1:-1])
+        cgroup = create_run_cgroup(limits.processes, limits.memory)
+        isolated = Isolated(
+            [
+                *_limits_prefix(limits, cgroup),
+                *mount_argv(layers),
+                command[0],
+                "--args",
+                str(args_fd),
+                "--",
+                *needs.argv,
+            ],
+            "/",
+            isolation,
+            limits,
+            cgroup,
+            env=LAUNCHER_ENV,
+            pass_fds=fds.passed,
+        )
+        try:
+            yield isolated
+        finally:
+            # Every process of the run is gone before its writes are looked at.
+            if cgroup is not None:
+                cgroup.close()
+            for layer in layers:
+                isolated.refused += commit(layer, readonly).refused
+
+
+@contextlib.contextmanager
+def _unsandboxed(
+    needs: RunNeeds, grants: Grants, isolation: str, limits: ResourceLimits
+) -> Iterator[Isolated]:
     cgroup = create_run_cgroup(limits.processes, limits.memory)
-    seccomp_fd: int | None = None
-    written: list[Secrets] = []
     try:
-        prlimit = find_program("prlimit") or "prlimit"
-        prefix = launcher_argv(limits, cgroup.procs_files if cgroup else [], prlimit)
-        if isolation == "bwrap":
-            secrets = {tree: find_secrets(tree) for tree in (*grants.read, *grants.write)}
-            written = [secrets[tree] for tree in grants.write]
-            seccomp_fd = _seccomp_descriptor(needs.dirs)
-            policy = build_policy(needs, grants, tmp_size, secrets, seccomp_fd)
-            status = bwrap_status()
-            argv = [*prefix, *build_bwrap_command(policy, status.path or "bwrap"), *needs.argv]
-            cwd = "/"
-        else:
-            argv = [*prefix, *needs.argv]
-            cwd = str(_cwd(needs, grants))
-        fds = (seccomp_fd,) if seccomp_fd is not None else ()
-        isolated = Isolated(argv, cwd, isolation, limits, cgroup, fds)
-        yield isolated
-        if written:
-            isolated.removed += remove_planted(written, grants.write)
+        argv = [*_limits_prefix(limits, cgroup), *needs.argv]
+        yield Isolated(argv, str(_cwd(needs, grants)), isolation, limits, cgroup, env=needs.env)
     finally:
         if cgroup is not None:
             cgroup.close()
-        if seccomp_fd is not None:
-            os.close(seccomp_fd)
 
 
-def _seccomp_descriptor(dirs: PrivateDirs) -> int | None:
-    program = host_filter()
-    if program is None:
-        return None
-    path = dirs.root / "seccomp.bpf"
-    path.write_bytes(program)
-    fd = os.open(path, os.O_RDONLY)
-    os.set_inheritable(fd, True)
-    return fd
+def _limits_prefix(limits: ResourceLimits, cgroup: RunCgroup | None) -> list[str]:
+    prlimit = find_program("prlimit") or "prlimit"
+    return launcher_argv(limits, cgroup.procs_files if cgroup else [], prlimit)
+
+
+class _Descriptors:
+    """Descriptors bwrap reads: the seccomp filter and its own arguments."""
+
+    def __init__(self) -> None:
+        self.opened: list[int] = []
+        program = host_filter()
+        self.seccomp = self._memfd("ipyrunner-seccomp", program) if program else None
+
+    def _memfd(self, name: str, data: bytes) -> int:
+        fd = os.memfd_create(name, 0)
+        self.opened.append(fd)
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def arguments(self, args: Sequence[str]) -> int:
+        # Through a descriptor: no argv length limit, and forwarded values stay
+        # out of /proc/PID/cmdline, which every user of the host can read.
+        return self._memfd("ipyrunner-bwrap-args", b"".join(a.encode() + b"\0" for a in args))
+
+    @property
+    def passed(self) -> tuple[int, ...]:
+        return tuple(self.opened)
+
+
+@contextlib.contextmanager
+def _descriptors() -> Iterator[_Descriptors]:
+    fds = _Descriptors()
+    try:
+        yield fds
+    finally:
+        for fd in fds.opened:
+            os.close(fd)
+
+
+def _readonly_paths(needs: RunNeeds) -> tuple[str, ...]:
+    """What no run may change: its runtime, its own files, and every interpreter
+    ipyrunner itself runs on the host."""
+    paths = {*needs.runtime_paths, *needs.readable, *host_runtime_paths(sys.executable)}
+    return tuple(sorted(p for p in paths if os.path.exists(p)))
+
+
+def hidden_identities() -> list[tuple[int, int]]:
+    """Directories no grant may show, wherever they lie: Jupyter's runtime
+    (kernel connection files and their keys), data and config directories,
+    the user's runtime directory and ipyrunner's own staging and caches."""
+    candidates = [jupyter_runtime_dir(), jupyter_data_dir(), jupyter_config_dir()]
+    candidates += [os.environ.get("XDG_RUNTIME_DIR", ""), os.path.dirname(default_staging())]
+    return [found for path in candidates if path and (found := identity(path))]
+
+
+def protect(trees: Sequence[str]) -> Protected:
+    hidden = hidden_identities()
+    found = Protected()
+    for tree in trees:
+        found = found + find_protected(tree, hidden)
+    return found
 
 
 @dataclass(frozen=True)
@@ -188,7 +302,9 @@ class Grants:
 
 
 def resolve_grants(effects: Effects, project: Path) -> Grants:
-    """The effects' paths, through the one safe resolver; each must exist."""
+    """The effects' paths, through the one safe resolver; each must exist. A
+    write grant inside another is covered by it; a home directory is never
+    writable whole (its start-up files and keys would be the run's to change)."""
 
     def resolve(relative: str, name: str) -> str:
         target = resolve_in_project(relative, project) if relative else project.resolve()
@@ -198,38 +314,56 @@ def resolve_grants(effects: Effects, project: Path) -> Grants:
             )
         return str(target)
 
-    return Grants(
-        tuple(resolve(p, "fs-read") for p in effects.read),
-        tuple(resolve(p, "fs-write") for p in effects.write),
-    )
+    write = [resolve(p, "fs-write") for p in effects.write]
+    for tree in write:
+        home = next((h for h in home_directories() if covers((tree,), h)), None)
+        if home is not None:
+            raise InvalidOption(
+                f"fs-write on {tree} would let runs change the home directory {home}; "
+                "grant a sub-path (--effects fs-write:PATH) or set PROJECT_DIRECTORY to a "
+                "project inside it"
+            )
+    write = [t for t in write if not any(o != t and covers((o,), t) for o in write)]
+    return Grants(tuple(resolve(p, "fs-read") for p in effects.read), tuple(sorted(set(write))))
+
+
+def home_directories() -> set[str]:
+    homes = {os.path.expanduser("~"), "/root"}
+    with contextlib.suppress(KeyError):
+        homes.add(pwd.getpwuid(os.getuid()).pw_dir)
+    return {os.path.realpath(h) for h in homes if h and h != "/"}
 
 
 def build_policy(
     needs: RunNeeds,
     grants: Grants,
     tmp_size: int,
-    secrets: dict[str, Secrets] | None = None,
+    protected: Protected | None = None,
     seccomp_fd: int | None = None,
+    readonly: Sequence[str] = (),
 ) -> SandboxPolicy:
+    trees = (*grants.read, *grants.write)
     mounts = system_mounts(needs.effects.network)
     mounts += _identity_files(needs.dirs)
     mounts += [Mount("dir", str(d)) for d in (needs.dirs.home, needs.dirs.tmp, needs.dirs.work)]
     mounts += [Mount("ro", p, p) for p in grants.read]
     mounts += [Mount("rw", p, p) for p in grants.write]
-    # The runtime and the program's own files stay read-only even inside a
-    # writable grant (a venv inside the project, say).
-    mounts += [Mount("ro", p, p) for p in needs.runtime_paths if os.path.exists(p)]
-    mounts += [Mount("ro", p, p) for p in needs.readable]
-    for tree in (*grants.read, *grants.write):
-        found = secrets[tree] if secrets is not None else find_secrets(tree)
-        mounts += found.mounts()
-    _check_no_links(mounts, (*grants.read, *grants.write))
+    # The runtime, the program's own files and the host's interpreters stay
+    # read-only even inside a writable grant (a venv inside the project, say).
+    paths = {*needs.runtime_paths, *needs.readable, *readonly}
+    mounts += [Mount("ro", p, p) for p in sorted(paths) if os.path.exists(p)]
+    found = protected if protected is not None else protect(trees)
+    mounts += [Mount("mask-file", f) for f in found.files]
+    mounts += [Mount("mask-dir", d) for d in found.dirs]
+    _check_no_links(mounts, trees)
     return SandboxPolicy(
         network=needs.effects.network,
         mounts=tuple(mounts),
         cwd=str(_cwd(needs, grants)),
         tmp_size=tmp_size,
         seccomp_fd=seccomp_fd,
+        env=tuple(sorted(needs.env.items())),
+        unset=tuple(sorted(set(LAUNCHER_ENV) - set(needs.env))),
     )
 
 

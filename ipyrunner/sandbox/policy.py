@@ -52,6 +52,8 @@ class SandboxPolicy:
     tmp_size: int = 256 << 20
     hostname: str = "sandbox"
     seccomp_fd: int | None = None  # an open descriptor holding the BPF filter
+    env: tuple[tuple[str, str], ...] = ()  # the program's whole environment
+    unset: tuple[str, ...] = ()  # the launchers' variables the program must not get
 
 
 def system_mounts(network: bool) -> list[Mount]:
@@ -114,6 +116,10 @@ def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str
     argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     if policy.seccomp_fd is not None:
         argv += ["--seccomp", str(policy.seccomp_fd)]
+    for name in policy.unset:
+        argv += ["--unsetenv", name]
+    for name, value in policy.env:
+        argv += ["--setenv", name, value]
     argv += ["--chdir", policy.cwd, "--"]
     return argv
 

@@ -14,6 +14,7 @@ from ..errors import (
     StageTimeout,
 )
 from ..result_html import render_result_html
+from ..sandbox.commit import Refused
 from .envelope import StageError
 
 
@@ -34,6 +35,7 @@ class StageResult:
     language: str = "python"
     timed_out: bool = False
     runtime: str = "host"
+    refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
 
     @property
     def ok(self) -> bool:

@@ -273,6 +273,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         timed_out=done.timed_out,
         isolation=attempt.ran.isolation,
         runtime=stage.runtime,
+        refused=attempt.ran.refused,
     )
 
 

@@ -1,0 +1,289 @@
+"""Commit a run's overlay layer onto the granted tree, through a filter.
+
+Only what the filter allows lands: never a protected name, a directory git
+would open as a repository, a link leading out of the tree, a device node, a
+fifo or socket, a set-id file, or anything inside a read-only tree (an
+interpreter's installation); and a deletion never removes a protected entry.
+Every refusal is reported. The walk is iterative and works on directory
+descriptors, so no link on the host is followed and no depth breaks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import stat
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .overlay import WriteLayer
+from .protected import is_protected_name, looks_like_repository, refusal
+
+MAX_DEPTH = 256
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPAQUE = ("user.overlay.opaque", "trusted.overlay.opaque")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One entry of a run's writes that did not land, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass
+class CommitReport:
+    tree: str
+    refused: list[Refused] = field(default_factory=list)
+    written: int = 0
+    removed: int = 0
+
+
+@dataclass
+class _Frame:
+    """A directory being committed: its upper and lower descriptors."""
+
+    upper: int
+    lower: int
+    rel: str
+    names: Iterator[str]
+    mode: int | None = None  # applied to the lower directory when done
+
+    def close(self) -> None:
+        if self.mode is not None:
+            with contextlib.suppress(OSError):
+                os.fchmod(self.lower, self.mode)
+        os.close(self.upper)
+        os.close(self.lower)
+
+
+def commit(layer: WriteLayer, readonly: Sequence[str] = ()) -> CommitReport:
+    """Move what the run wrote in `layer` onto its tree; report what was refused."""
+    report = CommitReport(layer.tree)
+    with _locked(layer):
+        upper = os.open(layer.upper, _DIR_FLAGS)
+        lower = os.open(layer.tree, _DIR_FLAGS)
+        _Committer(layer.tree, tuple(readonly), report).run(upper, lower)
+    return report
+
+
+@contextlib.contextmanager
+def _locked(layer: WriteLayer) -> Iterator[None]:
+    # Two runs on one tree commit one after the other, never interleaved.
+    key = hashlib.sha256(layer.tree.encode()).hexdigest()[:16]
+    fd = os.open(
+        os.path.join(os.path.dirname(layer.root), f"{key}.lock"),
+        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+        0o600,
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_whiteout(info: os.stat_result) -> bool:
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+
+
+def _is_opaque(fd: int) -> bool:
+    for name in _OPAQUE:
+        with contextlib.suppress(OSError):
+            if os.getxattr(fd, name) == b"y":
+                return True
+    return False
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _listdir(fd: int) -> list[str]:
+    return os.listdir(fd)
+
+
+class _Committer:
+    def __init__(self, tree: str, readonly: tuple[str, ...], report: CommitReport) -> None:
+        self.tree = tree
+        self.readonly = readonly
+        self.report = report
+
+    def refuse(self, rel: str, reason: str) -> None:
+        self.report.refused.append(Refused(os.path.join(self.tree, rel), reason))
+
+    def run(self, upper: int, lower: int) -> None:
+        names = _listdir(upper)
+        stack = [_Frame(upper, lower, "", iter(sorted(names)))]
+        if _is_opaque(upper):
+            self._prune(stack[0], set(names))
+        while stack:
+            frame = stack[-1]
+            name = next(frame.names, None)
+            if name is None:
+                stack.pop().close()
+                continue
+            child = self.entry(frame, name)
+            if child is None:
+                continue
+            if len(stack) >= MAX_DEPTH:
+                self.refuse(child.rel, f"deeper than {MAX_DEPTH} directories")
+                child.mode = None
+                child.close()
+                continue
+            stack.append(child)
+
+    def entry(self, frame: _Frame, name: str) -> _Frame | None:
+        info = os.stat(name, dir_fd=frame.upper, follow_symlinks=False)
+        rel = os.path.join(frame.rel, name)
+        if _is_whiteout(info):
+            self.remove(frame.lower, name, rel)
+            return None
+        host = os.path.join(self.tree, rel)
+        if any(host == p or host.startswith(p.rstrip("/") + "/") for p in self.readonly):
+            self.refuse(rel, "inside an interpreter's installation, which runs may not change")
+            return None
+        reason = refusal(name, info)
+        if reason is not None:
+            self.refuse(rel, reason)
+            return None
+        if stat.S_ISDIR(info.st_mode):
+            return self.enter(frame, name, rel, info)
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(name, dir_fd=frame.upper)
+            if not self.link_stays(rel, target):
+                self.refuse(rel, f"a link leading out of the granted tree ({target})")
+                return None
+        self.replace(frame, name, rel, info)
+        return None
+
+    def enter(self, frame: _Frame, name: str, rel: str, info: os.stat_result) -> _Frame | None:
+        # The run may have left its directories unlistable; they are ours to open.
+        os.chmod(name, 0o700, dir_fd=frame.upper)
+        upper = os.open(name, _DIR_FLAGS, dir_fd=frame.upper)
+        opaque = _is_opaque(upper)
+        names = _listdir(upper)
+        whiteouts = {
+            n for n in names if _is_whiteout(os.stat(n, dir_fd=upper, follow_symlinks=False))
+        }
+        present = _lstat(name, frame.lower)
+        is_dir = present is not None and stat.S_ISDIR(present.st_mode)
+        below = set() if opaque or not is_dir else set(self._lower_names(frame.lower, name))
+        if looks_like_repository((below | set(names)) - whiteouts):
+            os.close(upper)
+            self.refuse(rel, "would make a directory git opens as a repository")
+            return None
+        if present is not None and not is_dir and not self.remove(frame.lower, name, rel):
+            os.close(upper)
+            return None
+        if not is_dir:
+            os.mkdir(name, 0o700, dir_fd=frame.lower)
+        lower = os.open(name, _DIR_FLAGS, dir_fd=frame.lower)
+        child = _Frame(upper, lower, rel, iter(sorted(names)), stat.S_IMODE(info.st_mode) & 0o1777)
+        if opaque:
+            self._prune(child, set(names))
+        return child
+
+    def _lower_names(self, parent: int, name: str) -> list[str]:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        try:
+            return _listdir(fd)
+        finally:
+            os.close(fd)
+
+    def _prune(self, frame: _Frame, keep: set[str]) -> None:
+        """An opaque directory replaced what was below it: remove the rest."""
+        for name in _listdir(frame.lower):
+            if name not in keep:
+                self.remove(frame.lower, name, os.path.join(frame.rel, name))
+
+    def link_stays(self, rel: str, target: str) -> bool:
+        parent = os.path.join(self.tree, os.path.dirname(rel))
+        joined = os.path.normpath(os.path.join(parent, target))
+        real = os.path.realpath(joined)
+        return all(p == self.tree or p.startswith(self.tree + "/") for p in (joined, real))
+
+    def replace(self, frame: _Frame, name: str, rel: str, info: os.stat_result) -> None:
+        present = _lstat(name, frame.lower)
+        is_dir = present is not None and stat.S_ISDIR(present.st_mode)
+        if is_dir and not self.remove(frame.lower, name, rel):
+            return
+        try:
+            os.rename(name, name, src_dir_fd=frame.upper, dst_dir_fd=frame.lower)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            _copy(frame.upper, frame.lower, name, info)
+        self.report.written += 1
+
+    def remove(self, parent: int, name: str, rel: str) -> bool:
+        """Delete a lower entry the run deleted, keeping whatever is protected."""
+        info = _lstat(name, parent)
+        if info is None:
+            return True
+        if is_protected_name(name):
+            self.refuse(rel, "deleting a protected file")
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=parent)
+            self.report.removed += 1
+            return True
+        return self._remove_dir(parent, name, rel)
+
+    def _remove_dir(self, parent: int, name: str, rel: str) -> bool:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        names = _listdir(fd)
+        if looks_like_repository(names):
+            os.close(fd)
+            self.refuse(rel, "deleting a git repository")
+            return False
+        kept = False
+        try:
+            for child in names:
+                child_rel = os.path.join(rel, child)
+                if rel.count("/") >= MAX_DEPTH:
+                    self.refuse(child_rel, f"deleting deeper than {MAX_DEPTH} directories")
+                    kept = True
+                elif not self.remove(fd, child, child_rel):
+                    kept = True
+        finally:
+            os.close(fd)
+        if kept:
+            return False
+        os.rmdir(name, dir_fd=parent)
+        self.report.removed += 1
+        return True
+
+
+def _copy(upper: int, lower: int, name: str, info: os.stat_result) -> None:
+    """Move across filesystems: a copy under a temporary name, renamed into place."""
+    temporary = f".ipyrunner-commit-{uuid.uuid4().hex[:12]}"
+    if stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(name, dir_fd=upper), temporary, dir_fd=lower)
+    else:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=upper)
+        target = os.open(
+            temporary,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=lower,
+        )
+        try:
+            while os.sendfile(target, source, None, 1 << 24) > 0:
+                pass
+            os.fchmod(target, stat.S_IMODE(info.st_mode) & 0o777)
+        finally:
+            os.close(source)
+            os.close(target)
+    os.replace(temporary, name, src_dir_fd=lower, dst_dir_fd=lower)
