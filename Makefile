@@ -4,7 +4,7 @@ PYTHON := $(CURDIR)/$(VENV)/bin/python
 # The venv first on PATH, so Jupyter kernels started by tests run its Python.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install system lint typecheck test demo bench clean
+.PHONY: install system lint typecheck test test-unprivileged demo bench clean
 
 install: system $(VENV)/.installed
 
@@ -26,6 +26,11 @@ typecheck: install
 
 test: lint typecheck
 	$(PYTHON) -m pytest
+	$(MAKE) test-unprivileged
+
+# The sandbox tier again as uid 65534 (when run as root): notebook users are usually not root.
+test-unprivileged: install
+	sh .ci/unprivileged-tests
 
 demo: install
 	$(PYTHON) notebooks/run_demos.py

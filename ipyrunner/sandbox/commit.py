@@ -2,8 +2,10 @@
 
 Only what the filter allows lands: never a protected name, a directory git
 would open as a repository, a link leading out of the tree, a device node, a
-fifo or socket, a set-id file, or anything inside a read-only tree (an
-interpreter's installation); and a deletion never removes a protected entry.
+fifo or socket, a set-id file, anything inside a read-only tree (an
+interpreter's installation), or a module that would shadow an installed one
+where the kernel imports from (its working directory); and a deletion never
+removes a protected entry.
 Every refusal is reported. The walk is iterative and works on directory
 descriptors, so no link on the host is followed and no depth breaks it.
 """
@@ -13,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
+import importlib.machinery
 import os
 import stat
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +28,8 @@ from dataclasses import dataclass, field
 from .overlay import WriteLayer
 from .protected import is_protected_name, looks_like_repository, refusal
 
-MAX_DEPTH = 256
+# Two descriptors a level stay open while committing: this bounds them.
+MAX_DEPTH = 128
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPAQUE = ("user.overlay.opaque", "trusted.overlay.opaque")
 
@@ -65,14 +71,54 @@ class _Frame:
         os.close(self.lower)
 
 
-def commit(layer: WriteLayer, readonly: Sequence[str] = ()) -> CommitReport:
-    """Move what the run wrote in `layer` onto its tree; report what was refused."""
+def commit(
+    layer: WriteLayer, readonly: Sequence[str] = (), import_dirs: Sequence[str] = ()
+) -> CommitReport:
+    """Move what the run wrote in `layer` onto its tree; report what was refused.
+
+    `import_dirs` are directories the kernel imports from (its working
+    directory, on `sys.path` as ''): a module planted there must not shadow
+    an installed one."""
     report = CommitReport(layer.tree)
     with _locked(layer):
         upper = os.open(layer.upper, _DIR_FLAGS)
         lower = os.open(layer.tree, _DIR_FLAGS)
-        _Committer(layer.tree, tuple(readonly), report).run(upper, lower)
+        committer = _Committer(layer.tree, tuple(readonly), report)
+        committer.import_dirs = frozenset(os.path.realpath(d) for d in import_dirs)
+        committer.run(upper, lower)
     return report
+
+
+def kernel_import_dirs() -> list[str]:
+    """The directories this process imports from that a run's tree may hold."""
+    return [
+        os.path.realpath(entry or os.getcwd()) for entry in sys.path if os.path.isdir(entry or ".")
+    ]
+
+
+_MODULE_SUFFIXES = (".py", ".pyc", ".pth", *importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def module_name(name: str, is_dir: bool) -> str | None:
+    """The module an entry of an import directory defines, if it defines one."""
+    if is_dir:
+        return name if name.isidentifier() else None
+    for suffix in _MODULE_SUFFIXES:
+        if name.endswith(suffix):
+            stem = name[: -len(suffix)]
+            return stem if stem.isidentifier() else None
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def shadows_installed(module: str, planted_dir: str) -> bool:
+    """True if `module` is importable from somewhere other than `planted_dir`."""
+    if module in sys.builtin_module_names or module in sys.stdlib_module_names:
+        return True
+    elsewhere = [
+        p for p in sys.path if p and os.path.realpath(p) != planted_dir and os.path.isdir(p)
+    ]
+    return importlib.machinery.PathFinder.find_spec(module, elsewhere) is not None
 
 
 @contextlib.contextmanager
@@ -119,6 +165,7 @@ class _Committer:
         self.tree = tree
         self.readonly = readonly
         self.report = report
+        self.import_dirs: frozenset[str] = frozenset()
 
     def refuse(self, rel: str, reason: str) -> None:
         self.report.refused.append(Refused(os.path.join(self.tree, rel), reason))
@@ -154,7 +201,7 @@ class _Committer:
         if any(host == p or host.startswith(p.rstrip("/") + "/") for p in self.readonly):
             self.refuse(rel, "inside an interpreter's installation, which runs may not change")
             return None
-        reason = refusal(name, info)
+        reason = refusal(name, info) or self.shadowing(host, name, info)
         if reason is not None:
             self.refuse(rel, reason)
             return None
@@ -167,6 +214,15 @@ class _Committer:
                 return None
         self.replace(frame, name, rel, info)
         return None
+
+    def shadowing(self, host: str, name: str, info: os.stat_result) -> str | None:
+        parent = os.path.dirname(host)
+        if parent not in self.import_dirs:
+            return None
+        module = module_name(name, stat.S_ISDIR(info.st_mode))
+        if module is None or not shadows_installed(module, parent):
+            return None
+        return f"would shadow the installed module {module!r} in the kernel"
 
     def enter(self, frame: _Frame, name: str, rel: str, info: os.stat_result) -> _Frame | None:
         # The run may have left its directories unlistable; they are ours to open.

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING
 
 from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir, jupyter_runtime_dir
 
-from ..config import ISOLATION_MODES
+from ..config import ISOLATION_MODES, settings
 from ..effects import Effects
 from ..environment import PrivateDirs, find_program
-from ..errors import InvalidOption, SandboxUnavailable
+from ..errors import InvalidOption, RunnerError, SandboxUnavailable
 from ..paths import resolve_in_project
 from ..process import ChannelSpec, Completed, run_process
-from ..runtimes.host import host_runtime_paths
+from ..runtimes.host import host_interpreter, host_runtime_paths
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
-from .commit import Refused, commit
+from .commit import Refused, commit, kernel_import_dirs
 from .limits import ResourceLimits, bwrap_returncode, launcher_argv, limit_hit
 from .overlay import (
     FAILURE_MARK,
@@ -215,7 +215,8 @@ def isolate(
             if cgroup is not None:
                 cgroup.close()
             for layer in layers:
-                isolated.refused += commit(layer, readonly).refused
+                imports = kernel_import_dirs()
+                isolated.refused += commit(layer, readonly, imports).refused
 
 
 @contextlib.contextmanager
@@ -274,8 +275,16 @@ def _descriptors() -> Iterator[_Descriptors]:
 def _readonly_paths(needs: RunNeeds) -> tuple[str, ...]:
     """What no run may change: its runtime, its own files, and every interpreter
     ipyrunner itself runs on the host."""
-    paths = {*needs.runtime_paths, *needs.readable, *host_runtime_paths(sys.executable)}
+    paths = {*needs.runtime_paths, *needs.readable, *_host_interpreters()}
     return tuple(sorted(p for p in paths if os.path.exists(p)))
+
+
+def _host_interpreters() -> tuple[str, ...]:
+    """The installations of the interpreters ipyrunner runs on the host."""
+    paths = set(host_runtime_paths(sys.executable))
+    with contextlib.suppress(RunnerError):
+        paths |= set(host_runtime_paths(host_interpreter("python", settings())))
+    return tuple(sorted(paths))
 
 
 def hidden_identities() -> list[tuple[int, int]]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
+import stat
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,15 +159,53 @@ def check_overlay(area: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a staging directory, whatever modes the run left inside it."""
+    """Remove a staging directory, whatever depth and modes the run left in it.
 
-    def retry(function: object, failed: str, _: object) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(failed), 0o700)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, 0o700)
-                shutil.rmtree(failed, ignore_errors=True)
-            else:
-                os.unlink(failed)
+    Iterative and descriptor-based; a subtree deeper than a few dozen levels is
+    first moved up beside `path`, so neither recursion nor open descriptors grow
+    with the run's depth."""
+    area, name = os.path.split(os.path.abspath(path))
+    area_fd = os.open(area, _DIR)
+    try:
+        pending = [name]
+        while pending:
+            _remove_shallow(area_fd, pending.pop(), pending)
+    finally:
+        os.close(area_fd)
 
-    shutil.rmtree(path, onerror=retry)
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SHALLOW = 32
+
+
+def _remove_shallow(area_fd: int, name: str, pending: list[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(name, 0o700, dir_fd=area_fd)
+    try:
+        top = os.open(name, _DIR, dir_fd=area_fd)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        os.unlink(name, dir_fd=area_fd)
+        return
+    stack = [(top, iter(os.listdir(top)), area_fd, name)]
+    while stack:
+        fd, names, parent, own = stack[-1]
+        child = next(names, None)
+        if child is None:
+            stack.pop()
+            os.close(fd)
+            os.rmdir(own, dir_fd=parent)
+            continue
+        info = os.stat(child, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(child, dir_fd=fd)
+            continue
+        if len(stack) >= _SHALLOW:
+            moved = f".remove-{uuid.uuid4().hex}"
+            os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=area_fd)
+            pending.append(moved)
+            continue
+        os.chmod(child, 0o700, dir_fd=fd)
+        sub = os.open(child, _DIR, dir_fd=fd)
+        stack.append((sub, iter(os.listdir(sub)), fd, child))

@@ -825,7 +825,9 @@ def require_pids_cgroup() -> None:
 
     RLIMIT_NPROC does not bind a sandbox started by root (its uid maps to root),
     so the pids cgroup is what holds a fork bomb; without it the bomb would
-    reach the host."""
+    reach the host. A user other than root is held by RLIMIT_NPROC."""
+    if os.geteuid() != 0:
+        return
     cgroup = create_run_cgroup(64, None)
     try:
         if cgroup is None or "pids" not in cgroup.limits:
