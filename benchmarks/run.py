@@ -6,6 +6,9 @@
 3. Runtimes: a trivial stage per call on `nix` vs `host` (resolution must not
    be paid per call), vs a naive `nix run FLAKE#python3` per call; first vs
    second use of a `venv` runtime. Nix uses the offline flake in tests/nixflake.
+4. The write path: a project script writing a 1 GB file, and one writing a tree
+   of 100,000 small files, sandboxed with fs-write (an overlay, committed when the
+   run ends) vs the same script unsandboxed.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ipyrunner import Stage
+from ipyrunner import Stage, run_script
 from ipyrunner.config import settings
 from ipyrunner.environment import find_program
 from ipyrunner.process import Limits, run_process
+from ipyrunner.sandbox.overlay import remove_tree
 from ipyrunner.sandbox.probe import bwrap_status
 from ipyrunner.sinks import NullSink
 
@@ -93,6 +97,8 @@ def main() -> None:
             print(row("stage, --isolate none", _stage_time(stage, "none", rounds), bare_python))
             print(f"bwrap unusable here: {bwrap_status().reason}")
         runtimes(stage, rounds, tmp)
+        if bwrap_status().usable:
+            write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
 
 
 def runtimes(stage: Stage, rounds: int, tmp: str) -> None:
@@ -135,6 +141,46 @@ def runtimes(stage: Stage, rounds: int, tmp: str) -> None:
     second = median_seconds(lambda: Stage(code).run(sink=NullSink()), max(5, rounds // 4))
     print(row("venv stage, first use (uv install)", first))
     print(row("venv stage, second use", second, first))
+
+
+WRITERS = {
+    "a 1 GB file": (
+        "import os, sys\n"
+        "with open(os.path.join(sys.argv[1], 'big.bin'), 'wb') as f:\n"
+        "    block = os.urandom(1 << 20)\n"
+        "    for _ in range(1024):\n"
+        "        f.write(block)\n"
+    ),
+    "100,000 small files": (
+        "import os, sys\n"
+        "for d in range(100):\n"
+        "    os.mkdir(os.path.join(sys.argv[1], str(d)))\n"
+        "    for i in range(1000):\n"
+        "        with open(os.path.join(sys.argv[1], str(d), f'{i}.txt'), 'w') as f:\n"
+        "            f.write('row\\n')\n"
+    ),
+}
+
+
+def write_path(tmp: Path, rounds: int) -> None:
+    """Each run writes into a fresh directory of the project, removed untimed."""
+    project = tmp / "write-project"
+    (project / "scripts").mkdir(parents=True)
+    os.chdir(project)
+    for label, body in WRITERS.items():
+        (project / "scripts" / "writer.py").write_text(body)
+        count = iter(range(1_000_000))
+
+        def once(isolate: str) -> None:
+            out = project / f"out{next(count)}"
+            out.mkdir()
+            run_script("scripts/writer.py", str(out), isolate=isolate, sink=NullSink())
+
+        bare, boxed = interleaved(lambda: once("none"), lambda: once("bwrap"), rounds)
+        print(row(f"script writing {label}, unsandboxed", bare))
+        print(row(f"script writing {label}, fs-write overlay", boxed, bare))
+        for out in project.glob("out*"):
+            remove_tree(str(out))
 
 
 def _stage_time(stage: Stage, isolate: str, rounds: int) -> float:

@@ -30,6 +30,11 @@ class PathNotAllowed(RunnerError, ValueError):
     """A path is absolute, has `..`, a NUL byte, or resolves outside the project."""
 
 
+class InvalidEffectPath(InvalidOption, PathNotAllowed):
+    """An fs effect's path is refused: a bad option (the magics say UsageError)
+    and, like any project path, not allowed."""
+
+
 class ScriptNotFound(RunnerError, FileNotFoundError):
     """The script does not exist, or is not a regular file."""
 

@@ -197,7 +197,7 @@ def _run(
     forward: dict[str, str],
     check: bool,
 ) -> RunResult:
-    runtime = host_runtime_paths(job.argv[0])
+    runtime = host_runtime_paths(job.argv[0], INTERPRETERS[job.script.suffix.lower()])
 
     def attempt(number: int) -> Attempted:
         with private_dirs() as dirs:

@@ -16,6 +16,7 @@ from ..errors import InvalidOption, InvalidRequirement
 from ..requirements import Requirement
 from ..sinks import Sink
 from .host import host_interpreter, host_runtime_paths
+from .trusted import trusted_host_paths
 
 RUNTIME_NAMES = RUNTIMES
 
@@ -75,7 +76,7 @@ def resolve_interpreter(
 
         return nix_interpreter(language, requirements, config, sink)
     executable = host_interpreter(language, config)
-    return Interpreter(executable, host_runtime_paths(executable), "host", executable)
+    return Interpreter(executable, host_runtime_paths(executable, language), "host", executable)
 
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "host_interpreter",
     "host_runtime_paths",
     "resolve_interpreter",
+    "trusted_host_paths",
 ]

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -28,7 +27,8 @@ from ..process import Limits, run_process
 from ..requirements import Requirement
 from ..sinks import RunStatus, Sink, Stream
 from . import Interpreter
-from .host import host_interpreter, host_runtime_paths
+from .exposure import Forbidden, collapse
+from .host import check_links, host_interpreter, python_installation
 
 STALE_SECONDS = 3600
 INSTALL_TIMEOUT = 1800.0
@@ -69,17 +69,9 @@ def venv_key(python: str, requirements: Sequence[Requirement]) -> str:
 
 
 def _python_version(python: str) -> str:
-    # Read from the interpreter's venv or install metadata, not by running it.
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        return ".".join(map(str, sys.version_info[:3]))
-    for prefix in host_runtime_paths(python):
-        config = Path(prefix) / "pyvenv.cfg"
-        if config.is_file():
-            for line in config.read_text().splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() in ("version", "version_info"):
-                    return value.strip()
-    return os.path.basename(os.path.realpath(python))
+    # As the interpreter reports it (the kernel's own, or the sandboxed probe).
+    found = python_installation(python)
+    return found.version if found is not None else os.path.basename(os.path.realpath(python))
 
 
 def venv_interpreter(
@@ -95,9 +87,23 @@ def venv_interpreter(
         with _locked(root / f"{key}.lock"):
             if not _python(target).exists():  # another stage may have built it meanwhile
                 _build(target, base, requirements, config, sink)
-    # The venv and its own base interpreter, not the kernel's environment.
-    readonly = (str(target), *host_runtime_paths(str(_python(target))))
-    return Interpreter(str(_python(target)), readonly, "venv", str(target))
+    # Run at its resolved path: that is where the sandbox has it.
+    python = os.path.join(os.path.realpath(target), "bin", "python")
+    return Interpreter(python, venv_exposure(target, base), "venv", str(target))
+
+
+def venv_exposure(target: Path, base: str) -> tuple[str, ...]:
+    """The venv and the installation of the base interpreter ipyrunner built it
+    from, not the kernel's environment, and nothing its `pyvenv.cfg` says."""
+    venv = os.path.realpath(target)
+    python = os.path.join(venv, "bin", "python")
+    found = python_installation(base)
+    Forbidden.now().check((venv,), python, "set IPyRunner.venv_cache to another directory")
+    if found is None:  # no sandbox can be made here: nothing will be mounted
+        return (venv,)
+    readonly = collapse((venv, *found.base))
+    check_links(python, readonly, python)
+    return readonly
 
 
 def _python(venv: Path) -> Path:

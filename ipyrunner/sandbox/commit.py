@@ -181,17 +181,11 @@ class _Committer:
             if name is None:
                 stack.pop().close()
                 continue
-            child = self.entry(frame, name)
-            if child is None:
-                continue
-            if len(stack) >= MAX_DEPTH:
-                self.refuse(child.rel, f"deeper than {MAX_DEPTH} directories")
-                child.mode = None
-                child.close()
-                continue
-            stack.append(child)
+            child = self.entry(frame, name, depth=len(stack))
+            if child is not None:
+                stack.append(child)
 
-    def entry(self, frame: _Frame, name: str) -> _Frame | None:
+    def entry(self, frame: _Frame, name: str, depth: int) -> _Frame | None:
         info = os.stat(name, dir_fd=frame.upper, follow_symlinks=False)
         rel = os.path.join(frame.rel, name)
         if _is_whiteout(info):
@@ -206,6 +200,11 @@ class _Committer:
             self.refuse(rel, reason)
             return None
         if stat.S_ISDIR(info.st_mode):
+            if depth >= MAX_DEPTH:
+                self.refuse(rel, f"deeper than {MAX_DEPTH} directories")
+                return None
+            if _lstat(name, frame.lower) is None and self.moved_whole(frame, name, rel, depth):
+                return None
             return self.enter(frame, name, rel, info)
         if stat.S_ISLNK(info.st_mode):
             target = os.readlink(name, dir_fd=frame.upper)
@@ -250,6 +249,76 @@ class _Committer:
         if opaque:
             self._prune(child, set(names))
         return child
+
+    def moved_whole(self, frame: _Frame, name: str, rel: str, depth: int) -> bool:
+        """A new directory whose every entry may land moves in one rename; on the
+        first entry that may not (or any doubt), the walk entry by entry decides."""
+        host = os.path.join(self.tree, rel)
+        if any(p.startswith(host + "/") for p in (*self.readonly, *self.import_dirs)):
+            return False
+        modes: list[tuple[str, int]] = []  # directories opened up to be read
+        files = 0
+        pending = [("", depth + 1)]
+        top = os.open(name, _DIR_FLAGS, dir_fd=frame.upper)
+        try:
+            while pending:
+                sub, level = pending.pop()
+                fd = os.open(sub or ".", _DIR_FLAGS, dir_fd=top)
+                try:
+                    found = self._check_listing(fd, sub, rel, level, modes, pending)
+                finally:
+                    os.close(fd)
+                if found is None:
+                    return False
+                files += found
+        except OSError:
+            return False
+        finally:
+            os.close(top)
+        os.rename(name, name, src_dir_fd=frame.upper, dst_dir_fd=frame.lower)
+        moved = os.open(name, _DIR_FLAGS, dir_fd=frame.lower)
+        try:
+            for inner, mode in reversed(modes):
+                os.chmod(inner, mode & 0o1777, dir_fd=moved)
+        finally:
+            os.close(moved)
+        self.report.written += files
+        return True
+
+    def _check_listing(
+        self,
+        fd: int,
+        sub: str,
+        rel: str,
+        level: int,
+        modes: list[tuple[str, int]],
+        pending: list[tuple[str, int]],
+    ) -> int | None:
+        """The number of files in one directory of a new tree, or None if any entry
+        may not land as it is (the entry-by-entry walk then says which)."""
+        entries = list(os.scandir(fd))
+        if looks_like_repository(e.name for e in entries):
+            return None
+        files = 0
+        for entry in entries:
+            info = entry.stat(follow_symlinks=False)
+            inner = os.path.join(sub, entry.name)
+            if refusal(entry.name, info) or _is_whiteout(info):
+                return None
+            if stat.S_ISLNK(info.st_mode):
+                target = os.readlink(entry.name, dir_fd=fd)
+                if not self.link_stays(os.path.join(rel, inner), target):
+                    return None
+            if not stat.S_ISDIR(info.st_mode):
+                files += 1
+                continue
+            if level >= MAX_DEPTH:
+                return None
+            if info.st_mode & 0o700 != 0o700:
+                modes.append((inner, stat.S_IMODE(info.st_mode)))
+                os.chmod(entry.name, 0o700, dir_fd=fd)
+            pending.append((inner, level + 1))
+        return files
 
     def _lower_names(self, parent: int, name: str) -> list[str]:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,10 +22,10 @@ from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir, jupyter_run
 from ..config import ISOLATION_MODES, settings
 from ..effects import Effects
 from ..environment import PrivateDirs, find_program
-from ..errors import InvalidOption, RunnerError, SandboxUnavailable
+from ..errors import InvalidOption, SandboxUnavailable
 from ..paths import resolve_in_project
 from ..process import ChannelSpec, Completed, run_process
-from ..runtimes.host import host_interpreter, host_runtime_paths
+from ..runtimes.trusted import trusted_host_paths
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
 from .commit import Refused, commit, kernel_import_dirs
@@ -275,16 +274,8 @@ def _descriptors() -> Iterator[_Descriptors]:
 def _readonly_paths(needs: RunNeeds) -> tuple[str, ...]:
     """What no run may change: its runtime, its own files, and every interpreter
     ipyrunner itself runs on the host."""
-    paths = {*needs.runtime_paths, *needs.readable, *_host_interpreters()}
+    paths = {*needs.runtime_paths, *needs.readable, *trusted_host_paths(settings())}
     return tuple(sorted(p for p in paths if os.path.exists(p)))
-
-
-def _host_interpreters() -> tuple[str, ...]:
-    """The installations of the interpreters ipyrunner runs on the host."""
-    paths = set(host_runtime_paths(sys.executable))
-    with contextlib.suppress(RunnerError):
-        paths |= set(host_runtime_paths(host_interpreter("python", settings())))
-    return tuple(sorted(paths))
 
 
 def hidden_identities() -> list[tuple[int, int]]:

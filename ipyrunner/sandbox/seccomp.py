@@ -10,7 +10,10 @@ refuses, with EPERM:
 - open/openat/creat/mknod/mknodat creating a file with those bits;
 - ptrace, process_vm_readv/writev and pidfd_getfd;
 and with ENOSYS (so libc falls back) openat2 and io_uring, whose arguments a
-filter cannot inspect. A call through a foreign ABI (i386, x32) kills the process.
+filter cannot inspect, and the kernel keyring (keyctl, add_key, request_key):
+keyrings are not namespaced, so a stage could read the kernel's session keys
+or plant keys for later runs; it sees a kernel built without keys instead.
+A call through a foreign ABI (i386, x32) kills the process.
 """
 
 from __future__ import annotations
@@ -51,14 +54,15 @@ _X86_64 = Abi(
     mode_arg={90: 1, 91: 1, 268: 2, 452: 2, 85: 1, 133: 1, 259: 2},
     creating={2: (1, 2), 257: (2, 3)},  # open, openat
     denied=(101, 310, 311, 438),  # ptrace, process_vm_readv/writev, pidfd_getfd
-    unsupported=(437, 425, 426, 427),  # openat2, io_uring_setup/enter/register
+    # openat2, io_uring_setup/enter/register; add_key, request_key, keyctl
+    unsupported=(437, 425, 426, 427, 248, 249, 250),
 )
 _AARCH64 = Abi(
     arch=0xC00000B7,
     mode_arg={52: 1, 53: 2, 452: 2, 33: 2},  # fchmod, fchmodat, fchmodat2, mknodat
     creating={56: (2, 3)},  # openat
     denied=(117, 270, 271, 438),
-    unsupported=(437, 425, 426, 427),
+    unsupported=(437, 425, 426, 427, 217, 218, 219),
 )
 ABIS = {"x86_64": _X86_64, "aarch64": _AARCH64}
 

@@ -1,12 +1,14 @@
 """The result channel's envelope, decoded as JSON and nothing else.
 
 Nothing that comes out of a stage is unpickled or evaluated in the kernel:
-`json.loads` on bytes bounded by the result cap is the whole decoder.
+`json.loads` on bytes bounded by the result cap is the whole decoder, and a
+strict one: NaN, Infinity and numbers beyond a float's range are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +110,7 @@ _BASH_TAIL = b'\n, "ipyrunner": 1, "ok": true}'
 
 def _envelope(data: bytes, language: str) -> Outcome:
     try:
-        envelope = json.loads(data.decode("utf-8"))
+        envelope, non_finite = _strict_loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if language == "bash" and data.startswith(_BASH_HEAD) and data.endswith(_BASH_TAIL):
             printed = data[len(_BASH_HEAD) : -len(_BASH_TAIL)]
@@ -133,6 +135,8 @@ def _envelope(data: bytes, language: str) -> Outcome:
             "ResultDecodeError",
             f"the result channel held JSON that is not an ipyrunner envelope: {data[:80]!r}",
         )
+    if non_finite:
+        return _refuse_non_finite(envelope, non_finite)
     if envelope["ok"]:
         return Outcome(True, envelope.get("value"))
     error = envelope.get("error")
@@ -145,3 +149,67 @@ def _envelope(data: bytes, language: str) -> Outcome:
         str(error.get("message", "")),
         str(error.get("traceback", "")),
     )
+
+
+class _NotFinite(str):
+    """A number JSON cannot hold, kept as its text until the decoder names its path."""
+
+
+def _strict_loads(text: str) -> tuple[Any, list[str]]:
+    """`json.loads`, and the numbers in `text` that JSON cannot hold.
+
+    Python's json reads NaN, Infinity and -Infinity (none of them JSON) and
+    turns 1e999 into inf; here each becomes a `_NotFinite` marker instead.
+    """
+    found: list[str] = []
+
+    def constant(name: str) -> _NotFinite:
+        found.append(name)
+        return _NotFinite(name)
+
+    def number(digits: str) -> float | _NotFinite:
+        value = float(digits)
+        if math.isfinite(value):
+            return value
+        found.append(digits)
+        return _NotFinite(digits)
+
+    return json.loads(text, parse_constant=constant, parse_float=number), found
+
+
+def _refuse_non_finite(envelope: dict[str, Any], found: list[str]) -> Outcome:
+    # Where a duplicate key dropped the marker, the text alone is what is known.
+    path, text = (
+        _first_non_finite(envelope.get("value"), "result")
+        or _first_non_finite(envelope, "the envelope")
+        or ("the result channel", found[0])
+    )
+    said = (
+        text if text in ("NaN", "Infinity", "-Infinity") else f"{text[:40]}, beyond a float's range"
+    )
+    return _fail(
+        "decode",
+        "ResultDecodeError",
+        f"{path} is {said}, which JSON cannot hold; return finite numbers "
+        "(null or a string for a missing or infinite value)",
+    )
+
+
+def _first_non_finite(value: Any, root: str) -> tuple[str, str] | None:
+    """The path (written as python_stage.unserializable writes it) and text of the
+    first `_NotFinite` in `value`; a loop, since a deep result must not recurse."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _NotFinite):
+            return where, str(item)
+        if isinstance(item, dict):
+            children = [
+                (v, f"{where}[{json.dumps(k, ensure_ascii=False)}]") for k, v in item.items()
+            ]
+        elif isinstance(item, list):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        stack += reversed(children)  # the first child is looked at first
+    return None

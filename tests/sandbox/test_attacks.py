@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from ipyrunner import PathNotAllowed, ResultDecodeError, Stage, StageFailed
-from ipyrunner.config import IPyRunner
+from ipyrunner.config import IPyRunner, settings
 from ipyrunner.runtimes.host import host_runtime_paths
+from ipyrunner.runtimes.trusted import trusted_host_paths
 from ipyrunner.sandbox.cgroups import create_run_cgroup
 from ipyrunner.sinks import NullSink
 from tests.conftest import processes_running, write_script
@@ -130,8 +131,9 @@ def test_pure_stage_cannot_read_ssh_key_shadow_or_root(home_secret: Path, secret
     assert result.ok, result.stderr
     reads = result.value["reads"]
     assert {p: r.get("error") for p, r in reads.items()} == dict.fromkeys(paths, "ENOENT")
-    # /root may exist inside only as the way to an interpreter installed under it.
-    runtime = host_runtime_paths(sys.executable)
+    # /root may exist inside only as the way to an interpreter (or ipyrunner's venv
+    # cache, which every sandbox sees read-only) installed under it.
+    runtime = (*host_runtime_paths(sys.executable), *trusted_host_paths(settings()))
     needed = {Path(p).relative_to("/root").parts[0] for p in runtime if p.startswith("/root/")}
     listed = result.value["root"]
     assert listed == "ENOENT" or set(listed) <= needed, f"/root shows {listed}"

@@ -66,3 +66,26 @@ def test_foreign_abis_are_killed() -> None:
 def test_every_abi_builds() -> None:
     for abi in ABIS.values():
         assert len(build_filter(abi)) % 8 == 0
+
+
+AARCH64 = ABIS["aarch64"]
+# (add_key, request_key, keyctl) by ABI: x86_64's own table, aarch64's asm-generic one.
+KEYRING_CALLS = {"x86_64": (248, 249, 250), "aarch64": (217, 218, 219)}
+
+
+def test_the_kernel_keyring_is_unsupported_on_every_abi() -> None:
+    for machine, calls in KEYRING_CALLS.items():
+        abi = ABIS[machine]
+        program = build_filter(abi)
+        for nr in calls:
+            assert run_filter(program, abi.arch, nr) == ENOSYS, (machine, nr)
+        # KEYCTL_GET_KEYRING_ID of the session keyring: refused whatever the arguments.
+        assert run_filter(program, abi.arch, calls[2], (0, 0xFFFFFFFD)) == ENOSYS
+
+
+def test_neighbours_of_the_keyring_calls_stay_allowed() -> None:
+    # x86_64 247 waitid, 251 ioprio_set; aarch64 216 mremap, 220 clone.
+    assert run_filter(build_filter(X86), X86.arch, 247) == ALLOW
+    assert run_filter(build_filter(X86), X86.arch, 251) == ALLOW
+    assert run_filter(build_filter(AARCH64), AARCH64.arch, 216) == ALLOW
+    assert run_filter(build_filter(AARCH64), AARCH64.arch, 220) == ALLOW

@@ -78,14 +78,25 @@ def _drain(fd: int, chunks: list[bytes]) -> None:
 
 
 def run_stage(
-    tmp_path: Path, language: str, code: str, input_text: str = "null", name: str = "clean"
+    tmp_path: Path,
+    language: str,
+    code: str,
+    input_text: str = "null",
+    name: str = "clean",
+    result_fd: int | None = None,
 ) -> Run:
-    """Run `code` as a stage and collect its output, exit status and envelope."""
+    """Run `code` as a stage and collect its output, exit status and envelope.
+
+    `result_fd` puts the result pipe at that number (a kernel holds many fds)."""
     cell = tmp_path / f"cell{SUFFIX[language]}"
     cell.write_text(code, encoding="utf-8")
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
     read_end, write_end = os.pipe()
+    if result_fd is not None:
+        os.dup2(write_end, result_fd, inheritable=False)
+        os.close(write_end)
+        write_end = result_fd
     chunks: list[bytes] = []
     try:
         proc = subprocess.Popen(
@@ -566,3 +577,188 @@ def test_bash_result_fd_is_closed_while_the_cell_runs(tmp_path: Path) -> None:
     value = run.value
     assert str(run.result_fd) not in value["top"].split()
     assert str(run.result_fd) not in value["inside"].split()
+
+
+# -- strict JSON results ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "where"),
+    [
+        ("{'a': [1, 2, float('nan')]}", 'result["a"][2] is a float nan'),
+        ("[1e999]", "result[0] is a float inf"),
+        ("{'x': -float('inf')}", 'result["x"] is a float -inf'),
+    ],
+    ids=["nan", "overflow", "-inf"],
+)
+def test_python_non_finite_result_names_the_path(
+    tmp_path: Path, expression: str, where: str
+) -> None:
+    code = f"def execute(input):\n    return {expression}\n"
+    error = run_stage(tmp_path, "python", code).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith(where + HINT)
+
+
+@pytest.mark.parametrize(
+    ("expression", "where"),
+    [
+        ("{a: [1, 2, Infinity]}", 'result["a"][2] is a non-finite number (Infinity)'),
+        ("[1e999]", "result[0] is a non-finite number (Infinity)"),
+        ("{x: -Infinity}", 'result["x"] is a non-finite number (-Infinity)'),
+        ("0 / 0", "result is a non-finite number (NaN)"),
+    ],
+    ids=["infinity", "overflow", "-infinity", "nan"],
+)
+def test_node_non_finite_result_is_refused_not_turned_into_null(
+    tmp_path: Path, expression: str, where: str
+) -> None:
+    code = f"function execute(input) {{\n  return {expression};\n}}\n"
+    error = run_stage(tmp_path, "node", code).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith(where + HINT)
+
+
+@pytest.mark.parametrize(
+    ("printed", "where"),
+    [
+        ('{"a": [1, 2, NaN]}', 'result["a"][2] is NaN'),
+        ("[Infinity]", "result[0] is Infinity"),
+        ("-Infinity", "result is -Infinity"),
+        ('{"big": 1e999}', 'result["big"] is 1e999, beyond a float\'s range'),
+    ],
+    ids=["nan", "infinity", "-infinity", "overflow"],
+)
+def test_bash_non_finite_output_is_refused_by_the_kernel(
+    tmp_path: Path, printed: str, where: str
+) -> None:
+    # The bash wrapper embeds what execute printed; the kernel's decoder is the check.
+    from ipyrunner.process import Completed
+    from ipyrunner.stages.envelope import decode
+
+    run = run_stage(tmp_path, "bash", f"execute() {{\n  echo '{printed}'\n}}\n")
+    assert run.returncode == 0
+    done = Completed(("bash",), run.returncode, run.stdout, run.stderr, 0.1, channel=run.channel)
+    outcome = decode(done, "bash", 1 << 20)
+    assert outcome.error is not None
+    assert (outcome.error.kind, outcome.error.type) == ("decode", "ResultDecodeError")
+    assert outcome.error.message.startswith(where + ", which JSON cannot hold")
+
+
+# -- only the stage's own process delivers ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("child", "expected"),
+    [
+        ("return 'from the child'", 0),
+        ("raise ValueError('from the child')", 1),
+    ],
+    ids=["child-returns", "child-raises"],
+)
+def test_python_forked_child_falling_out_of_execute_sends_nothing(
+    tmp_path: Path, child: str, expected: int
+) -> None:
+    code = (
+        "import os\n"
+        "def execute(input):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        f"        {child}\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "    return {'parent': True, 'child': os.waitstatus_to_exitcode(status)}\n"
+    )
+    run = run_stage(tmp_path, "python", code)
+    assert run.value == {"parent": True, "child": expected}  # one envelope: the parent's
+
+
+def test_python_child_returning_after_the_parent_does_not_spoil_its_result(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import os, time\n"
+        "def execute(input):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.3)\n"
+        "        print('child done')\n"
+        "        return 'from the child'\n"
+        "    return 'from the parent'\n"
+    )
+    run = run_stage(tmp_path, "python", code)
+    assert run.value == "from the parent"
+    assert "child done" in run.stdout  # the child's output is flushed, not lost
+
+
+def test_python_parent_error_is_reported_when_a_child_returns(tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        "def execute(input):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        return 'from the child'\n"
+        "    os.waitpid(pid, 0)\n"
+        "    raise RuntimeError('the parent failed')\n"
+    )
+    error = run_stage(tmp_path, "python", code).error
+    assert (error["type"], error["message"]) == ("RuntimeError", "the parent failed")
+
+
+def test_python_fork_at_the_cells_top_level_still_gives_one_result(tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        "forked = os.fork()\n"
+        "def execute(input):\n"
+        "    if forked:\n"
+        "        os.waitpid(forked, 0)\n"
+        "        return 'parent'\n"
+        "    return 'child'\n"
+    )
+    assert run_stage(tmp_path, "python", code).value == "parent"
+
+
+def test_bash_send_from_a_subshell_writes_nothing(tmp_path: Path) -> None:
+    assert BASH is not None
+    script = (
+        'source "$1"; __ipyrunner_pid=$BASHPID; __ipyrunner_fd=1; __ipyrunner_ok=1\n'
+        "__ipyrunner_envelope='from a subshell'; ( __ipyrunner_send )\n"
+        'printf "[subshell status %s]" "$?"\n'
+        "__ipyrunner_envelope='from the wrapper'; __ipyrunner_send\n"
+    )
+    done = subprocess.run(
+        [BASH, "-c", script, "_", str(WRAPPERS / "bash_stage.sh")],
+        capture_output=True,
+        env=ENV,
+        check=True,
+    )
+    assert done.stdout == b"[subshell status 0]from the wrapper"
+
+
+SPAWNED_FDS = {
+    "python": (
+        "import subprocess\n"
+        "def execute(input):\n"
+        "    return subprocess.run(['sh', '-c', 'ls /proc/$$/fd'], capture_output=True,\n"
+        "                          text=True, check=True).stdout.split()\n"
+    ),
+    "node": (
+        "const {execSync} = require('child_process');\n"
+        "function execute(input) {\n"
+        "  return execSync('ls /proc/$$/fd').toString().split(/\\s+/).filter(Boolean);\n"
+        "}\n"
+    ),
+    "bash": (
+        "execute() {\n"
+        "  printf '['; sh -c 'ls /proc/$$/fd' | sed 's/.*/\"&\"/' | paste -sd, -; printf ']'\n"
+        "}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_programs_the_stage_runs_never_inherit_the_result_pipe(
+    tmp_path: Path, language: str
+) -> None:
+    # A high number, as in a Jupyter kernel: node marks only low ones close-on-exec.
+    run = run_stage(tmp_path, language, SPAWNED_FDS[language], result_fd=60)
+    assert "0" in run.value  # the listing worked
+    assert "60" not in run.value

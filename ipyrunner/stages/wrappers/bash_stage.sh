@@ -11,9 +11,10 @@
 # The cell defines a function `execute` that gets the JSON input as $1 and
 # prints its JSON result on stdout: that stdout *is* the result, so messages
 # for the display go to stderr (>&2). The output is embedded raw, unparsed
-# (no jq, no python here); the kernel validates it as JSON. It comes first in
-# the envelope so that our own "ipyrunner" and "ok" keys come last and win
-# if the output smuggles in keys of its own.
+# (no jq, no python here); the kernel validates it as strict JSON (no NaN,
+# Infinity or number beyond a double's range). It comes first in the envelope
+# so that our own "ipyrunner" and "ok" keys come last and win if the output
+# smuggles in keys of its own.
 #
 # Everything here is prefixed __ipyrunner_ because the cell runs in this shell.
 # Sourcing this file (the tests do) only defines the functions.
@@ -61,7 +62,10 @@ __ipyrunner_error() {
 }
 
 # Writes the envelope, closes the channel and exits with 0 (ok) or 1 (error).
+# Only the wrapper's own shell delivers: a subshell of the cell that calls this
+# leaves quietly, whatever descriptors it still holds.
 __ipyrunner_send() {
+    if [[ $BASHPID != "$__ipyrunner_pid" ]]; then exit $((!__ipyrunner_ok)); fi
     if ! printf '%s' "$__ipyrunner_envelope" >&"$__ipyrunner_fd"; then
         printf 'ipyrunner: cannot write the result to fd %s\n' "$__ipyrunner_fd" >&2
         exit 1
@@ -108,6 +112,7 @@ if (($# != 2)) || [[ ! ${IPYRUNNER_RESULT_FD-} =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 declare -r __ipyrunner_fd=$IPYRUNNER_RESULT_FD __ipyrunner_cell=$1 __ipyrunner_name=$2
+declare -r __ipyrunner_pid=$BASHPID
 unset IPYRUNNER_RESULT_FD # the cell and its children never see it
 
 # All of stdin before the cell runs. Kept as text: bash never parses it, so

@@ -12,7 +12,13 @@
 //
 // Numbers: JSON.parse turns every number into a double, so an integer beyond
 // 2**53 in the input loses precision before the cell sees it. That is the
-// language's JSON, not something this wrapper can fix.
+// language's JSON, not something this wrapper can fix. On the way out,
+// JSON.stringify would write NaN and Infinity as null: a result holding one is
+// refused instead (ResultNotJSON, naming its path), as in the other languages.
+//
+// The result channel belongs to this process: node cannot fork itself, and
+// the descriptor is reopened close-on-exec (ownedChannel), so no program the
+// cell runs inherits it.
 
 const fs = require("fs");
 const path = require("path");
@@ -237,6 +243,30 @@ function writeAll(fd, buffer) {
   }
 }
 
+// libuv marks only the first inherited descriptors close-on-exec at startup;
+// a higher one (a Jupyter kernel holds many) would pass into every program
+// the cell spawns. Reopened through /proc it is a descriptor of node's own,
+// which libuv always opens with O_CLOEXEC. O_NONBLOCK: never wait for a
+// reader that is gone (writeAll copes with a full pipe).
+function ownedChannel(fd) {
+  try {
+    if (!fs.fstatSync(fd).isFIFO()) return fd; // reopening a file would lose its offset
+  } catch {
+    return fd; // not open: finish() reports it
+  }
+  const flags = fs.constants.O_WRONLY | fs.constants.O_NONBLOCK;
+  for (const where of [`/proc/self/fd/${fd}`, `/dev/fd/${fd}`]) {
+    try {
+      const own = fs.openSync(where, flags);
+      fs.closeSync(fd);
+      return own;
+    } catch {
+      // no /proc here: try the next way, else keep fd as it is
+    }
+  }
+  return fd;
+}
+
 function finish(envelope) {
   if (finished) return;
   finished = true;
@@ -291,7 +321,7 @@ async function main() {
     process.exitCode = 2;
     return;
   }
-  resultFd = Number(fdText);
+  resultFd = ownedChannel(Number(fdText));
   cellFilename = `<stage ${name}>`;
   try {
     cellLines = fs.readFileSync(cellFile, "utf8").split(/\r?\n/);

@@ -2,6 +2,8 @@
 
 The input arrives as JSON on stdin; the envelope leaves on the descriptor named
 by IPYRUNNER_RESULT_FD, so whatever the cell prints never touches the result.
+Only the wrapper's own process writes it: a child the cell forks that returns
+from `execute` exits quietly instead of sending a second result.
 Standalone on purpose: it runs on any interpreter (venv, Nix), without
 ipyrunner installed, and the kernel imports `unserializable` from it.
 """
@@ -18,7 +20,7 @@ import types
 # and linecache are imported only where needed.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, NoReturn
 
 PROTOCOL = 1
 JSON_SCALARS = (str, int, float, bool, type(None))
@@ -130,15 +132,31 @@ def _encode(envelope: dict[str, Any]) -> bytes:
         return json.dumps(_error("ResultNotJSON", f"the result cannot be encoded: {exc}")).encode()
 
 
+def _leave_quietly(ok: bool) -> NoReturn:
+    # A child forked inside the cell got here by returning (or raising) from
+    # execute: its result is not the stage's, and a second envelope on the
+    # shared pipe would spoil the real one. Its output is kept, its exit
+    # status still tells a cell that waits for it how it went.
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken by the cell
+            stream.flush()
+    os._exit(0 if ok else 1)
+
+
 def main() -> None:
     variable = os.environ.pop("IPYRUNNER_RESULT_FD", None)
     if variable is None or len(sys.argv) != 3:
         print("usage: IPYRUNNER_RESULT_FD=N python_stage.py CELL_FILE NAME", file=sys.stderr)
         sys.exit(2)
+    owner = os.getpid()
     fd = int(variable)
     os.set_inheritable(fd, False)  # programs the cell starts must not hold the result pipe
     channel: BinaryIO = os.fdopen(fd, "wb")
     envelope = _run(sys.argv[1], sys.argv[2])
+    if os.getpid() != owner:
+        _leave_quietly(envelope["ok"])
     channel.write(_encode(envelope))
     channel.close()
     sys.stdout.flush()

@@ -1,0 +1,56 @@
+"""The host trees of every program ipyrunner itself runs or imports on the host."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..config import IPyRunner
+from ..errors import InterpreterNotFound, RuntimeUnavailable
+from .exposure import Forbidden, collapse
+from .host import host_exposure, host_interpreter
+
+
+def trusted_host_paths(config: IPyRunner) -> tuple[str, ...]:
+    """The real (symlink-resolved) trees and files of every interpreter that
+    ipyrunner runs on the host: the kernel's Python (its venv and base prefix),
+    `PYTHON_EXECUTABLE` from the environment or `.env` when set (the Python uv
+    is given with `--python`), uv's binary, nix's binary, and ipyrunner's venv
+    cache (uv runs each venv's Python on the host while installing into it).
+
+    Mount each read-only in every sandbox, whatever its language and effects,
+    and refuse writes into them: a file a run planted there would run on the
+    host. Only existing paths, sorted, none inside another, system directories
+    left out (every sandbox has them read-only). Raises `SandboxUnavailable`
+    where one of them is or holds a home directory, is, holds or lies in a
+    private tree (`~/.ssh`, Jupyter's directories...), or holds the project:
+    such a tree can be neither exposed nor left writable.
+    """
+    paths = list(host_exposure(sys.executable, "python").readonly)
+    try:
+        python = host_interpreter("python", config)
+    except InterpreterNotFound:
+        pass  # a PYTHON_EXECUTABLE that does not exist runs nowhere
+    else:
+        paths += host_exposure(python, "python").readonly
+    for program in _tools(config):
+        paths += host_exposure(program, "program").readonly
+    from .venv import cache_root
+
+    cache = os.path.realpath(cache_root(config))
+    Forbidden.now().check((cache,), "ipyrunner's venv cache", "set IPyRunner.venv_cache elsewhere")
+    paths.append(cache)
+    return tuple(p for p in collapse(paths) if os.path.exists(p))
+
+
+def _tools(config: IPyRunner) -> list[str]:
+    from .nix import nix_executable
+    from .venv import find_uv
+
+    found = []
+    for lookup in (find_uv, nix_executable):
+        try:
+            found.append(lookup(config))
+        except (InterpreterNotFound, RuntimeUnavailable):
+            continue
+    return found
