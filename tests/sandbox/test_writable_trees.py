@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from ipyrunner import run_script
-from ipyrunner.errors import InvalidOption
+from ipyrunner.config import IPyRunner
+from ipyrunner.errors import InvalidOption, SandboxUnavailable
 from ipyrunner.sandbox.commit import MAX_DEPTH
 from ipyrunner.sinks import NullSink
 from tests.conftest import write_script
@@ -586,3 +587,15 @@ def test_writes_appear_when_the_run_ends_even_on_failure(project: Path) -> None:
     result = run_sandboxed_script(script)
     assert result.returncode == 3
     assert (project / "partial.txt").read_text() == "half\n"
+
+
+def test_a_staging_directory_that_cannot_hold_an_overlay_is_refused_not_weakened(
+    project: Path, sandbox_settings: IPyRunner, tmp_path: Path
+) -> None:
+    """A staging path overlayfs cannot take (a comma would split its options): the run is
+    a SandboxUnavailable with the fix, and nothing ran."""
+    sandbox_settings.write_staging = str(tmp_path / "a,b")
+    script = write_script(project, "scripts/touch.py", "open('ran', 'w').close()\n")
+    with pytest.raises(SandboxUnavailable, match="write_staging"):
+        run_script(script, sink=NullSink())
+    assert not (project / "ran").exists()
