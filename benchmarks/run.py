@@ -9,6 +9,8 @@
 4. The write path: a project script writing a 1 GB file, and one writing a tree
    of 100,000 small files, sandboxed with fs-write (an overlay, committed when the
    run ends) vs the same script unsandboxed.
+5. The network effect: a trivial stage with `network` (its own namespace, pasta
+   attached per call) vs the same stage pure.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ipyrunner import Stage, run_script
@@ -93,6 +95,15 @@ def main() -> None:
             print(row("stage, --isolate none", unsandboxed, bare_python))
             print(row("stage, --isolate bwrap", sandboxed, bare_python))
             print(f"sandbox cost per call (bwrap vs none): ratio {sandboxed / unsandboxed:.2f}")
+            networked = Stage(stage.code, isolate="bwrap", effects="network")
+            pure, network = interleaved(
+                lambda: boxed.run(1, sink=NullSink()),
+                lambda: networked.run(1, sink=NullSink()),
+                rounds,
+            )
+            print(row("stage, bwrap, pure (paired with the next)", pure))
+            print(row("stage, bwrap, --effects network (pasta)", network, pure))
+            print(f"network cost per call (network vs pure): {1e3 * (network - pure):.1f} ms more")
         else:
             print(row("stage, --isolate none", _stage_time(stage, "none", rounds), bare_python))
             print(f"bwrap unusable here: {bwrap_status().reason}")
@@ -171,7 +182,7 @@ def write_path(tmp: Path, rounds: int) -> None:
         (project / "scripts" / "writer.py").write_text(body)
         count = iter(range(1_000_000))
 
-        def once(isolate: str) -> None:
+        def once(isolate: str, count: Iterator[int] = count) -> None:
             out = project / f"out{next(count)}"
             out.mkdir()
             run_script("scripts/writer.py", str(out), isolate=isolate, sink=NullSink())

@@ -28,8 +28,9 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_size(value: str | int) -> int:
-    """Parse a byte size such as `65536`, `64K`, `10M`, `1.5GiB` (binary units)."""
+def parse_size(value: str | int, allow_zero: bool = False) -> int:
+    """Parse a byte size such as `65536`, `64K`, `10M`, `1.5GiB` (binary units);
+    `allow_zero` lets 0 through (a limit of 0 means none)."""
     if isinstance(value, bool):
         raise InvalidOption(f"invalid size {value!r}: give bytes or a size like 64K, 10M, 1G")
     if isinstance(value, int):
@@ -39,7 +40,7 @@ def parse_size(value: str | int) -> int:
         if not match:
             raise InvalidOption(f"invalid size {value!r}: give bytes or a size like 64K, 10M, 1G")
         size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if size <= 0:
+    if size < 0 or (size == 0 and not allow_zero):
         raise InvalidOption(f"invalid size {value!r}: it must be greater than zero")
     return size
 
@@ -71,14 +72,18 @@ class ByteSize(TraitType[int, int | str]):
 
     info_text = "a size in bytes, such as 65536, '64K' or '10M'"
 
+    def __init__(self, default_value: int, allow_zero: bool = False, **kwargs: Any) -> None:
+        super().__init__(default_value, **kwargs)
+        self.allow_zero = allow_zero
+
     def validate(self, obj: Any, value: Any) -> int:
         try:
-            return parse_size(value)
+            return parse_size(value, self.allow_zero)
         except InvalidOption as exc:
             raise TraitError(str(exc)) from None
 
     def from_string(self, s: str) -> int:
-        return parse_size(s)
+        return parse_size(s, self.allow_zero)
 
 
 class IPyRunner(SingletonConfigurable):
@@ -126,9 +131,12 @@ class IPyRunner(SingletonConfigurable):
         help="bwrap: always sandbox (fail if unusable); none: never; auto: bwrap when usable.",
     ).tag(config=True)
     require_sandbox = Bool(False, help="Turn every unsandboxed run into an error.").tag(config=True)
-    memory = ByteSize(4 << 30, help="Data memory a run may use (cgroup and RLIMIT_DATA).").tag(
-        config=True
-    )
+    memory = ByteSize(
+        4 << 30,
+        allow_zero=True,
+        help="Memory a run may use: its cgroup, else a user systemd scope, else RLIMIT_AS "
+        "(refused where none holds it); 0: no memory limit.",
+    ).tag(config=True)
     cpu_time = Float(0.0, help="CPU seconds a run may use; 0 leaves it to the timeout.").tag(
         config=True
     )

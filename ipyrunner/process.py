@@ -3,7 +3,8 @@
 `run_process` starts the child in a session of its own, streams its stdout and
 stderr to a sink as chunks arrive, holds at most `max_output` bytes, and kills
 the whole process group on timeout, output flood, interrupt, or when the child
-exits while descendants linger. It returns a `Completed` record.
+exits while descendants linger. It returns a `Completed` record. `start_helper`
+starts a process that serves a run from beside it (pasta, for its network).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from .config import IPyRunner, parse_seconds, parse_size
 from .errors import InterpreterNotFound
@@ -213,6 +216,19 @@ class _Channel:
             self.data += chunk
 
 
+class StartupHook(Protocol):
+    """Work in the parent around one child's start (its network, say): the
+    descriptors the child inherits, a step right after the spawn, while the
+    child may wait for it, and a cleanup once the child's whole group is gone."""
+
+    @property
+    def pass_fds(self) -> Sequence[int]: ...
+
+    def started(self, pid: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -224,6 +240,7 @@ def run_process(
     channel: ChannelSpec | None = None,
     cancel: threading.Event | None = None,
     pass_fds: Sequence[int] = (),
+    startup: StartupHook | None = None,
 ) -> Completed:
     """Run `argv` to completion under `limits`, streaming its output to `sink`.
 
@@ -232,23 +249,31 @@ def run_process(
     child writes there (at most `channel.cap` bytes) comes back as
     `Completed.channel`. Setting `cancel` kills the run from another thread.
     `pass_fds` are further descriptors the child inherits (bwrap's seccomp).
+    `startup` runs right after the spawn and is closed after the run, however
+    it ended; what it raises ends the run (the child's group killed) and goes up.
     """
-    env = dict(env)
-    result = _Channel(channel.cap, *os.pipe()) if channel is not None else None
-    if result is not None and channel is not None:
-        env[channel.variable] = str(result.write_fd)
-    try:
-        proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=(*_fds(result), *pass_fds))
-    finally:
-        if result is not None:
-            os.close(result.write_fd)  # the child holds its copy; EOF comes when it is done
-    run = _Run(proc, limits, sink or NullSink(), result, cancel)
-    if stdin is not None:
-        run.feed(stdin)
-    try:
-        run.pump()
-    finally:
-        run.close()
+    with contextlib.ExitStack() as cleanup:
+        if startup is not None:
+            cleanup.callback(startup.close)
+        env = dict(env)
+        result = _Channel(channel.cap, *os.pipe()) if channel is not None else None
+        if result is not None and channel is not None:
+            env[channel.variable] = str(result.write_fd)
+        fds = (*_fds(result), *pass_fds, *(startup.pass_fds if startup is not None else ()))
+        try:
+            proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=fds)
+        finally:
+            if result is not None:
+                os.close(result.write_fd)  # the child holds its copy; EOF comes when it is done
+        run = _Run(proc, limits, sink or NullSink(), result, cancel)
+        try:
+            if startup is not None:
+                startup.started(proc.pid)
+            if stdin is not None:
+                run.feed(stdin)
+            run.pump()
+        finally:
+            run.close()
     stdout, stderr = run.output.finish(run.sink)
     return Completed(
         argv=tuple(argv),
@@ -370,3 +395,101 @@ class _Run:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+class Helper:
+    """A process that serves a run from beside it (pasta, for the run's network):
+    a session of its own, its output in a file, ended with its whole group."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        """What it wrote so far (its last 4000 characters)."""
+        try:
+            return self.log.read_text(errors="replace")[-4000:].strip()
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL to its group now, reaped in the background: a process holding the
+        last reference to a network namespace takes tens of milliseconds to die."""
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        threading.Thread(target=self.proc.wait, name="ipyrunner-reap", daemon=True).start()
+
+
+def start_helper(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str],
+    log: Path,
+) -> Helper:
+    """Start `argv` beside a run; the caller ends it (`Helper.kill`)."""
+    with open(log, "wb") as out:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise InterpreterNotFound(
+                f"cannot start {argv[0]!r}: {exc.strerror}; install it or point ipyrunner at it"
+            ) from None
+    return Helper(proc, log)
+
+
+def spawn_worker(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str],
+    stdout: Path,
+    stderr: Path,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen[bytes]:
+    """Start a long-lived `argv` (a warm worker) in a session of its own, its
+    stdout and stderr in files; the caller ends it with `kill_tree`.
+
+    bwrap's --die-with-parent ties the worker to the calling *thread*: call
+    this from a thread that lives as long as the worker may.
+    """
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        try:
+            return subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=tuple(pass_fds),
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise InterpreterNotFound(
+                f"cannot start {argv[0]!r}: {exc.strerror}; install it or point ipyrunner at it"
+            ) from None
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> int:
+    """SIGKILL to `proc`'s whole process group (unless it was reaped already, when
+    its pid may be another's), then reap it; its exit status."""
+    if proc.returncode is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+    return proc.wait()

@@ -28,6 +28,8 @@ class Reported(Protocol):
     @property
     def isolation(self) -> str: ...
     @property
+    def host_network(self) -> bool: ...
+    @property
     def truncated(self) -> bool: ...
     @property
     def stdout(self) -> str: ...
@@ -45,13 +47,25 @@ def describe_returncode(returncode: int) -> str:
     return f"exit {returncode}"
 
 
-def isolation_warning(isolation: str) -> str:
+HOST_NETWORK_WARNING = (
+    "shared the host's network (host-network): services on the host's loopback were reachable"
+)
+
+
+def isolation_warning(isolation: str, host_network: bool = False) -> str:
     """What a result must say on its face about how it was (not) sandboxed."""
     if isolation == "bwrap":
-        return ""
+        return HOST_NETWORK_WARNING if host_network else ""
     if isolation == "unavailable":
         return "ran unsandboxed: bubblewrap is unusable here (python -m ipyrunner doctor)"
     return "ran unsandboxed (--isolate none)"
+
+
+def isolation_note(result: Reported) -> str:
+    """The word or two a one-line view of `result` adds about its sandbox."""
+    if result.isolation != "bwrap":
+        return "unsandboxed"
+    return "host network" if result.host_network else ""
 
 
 def _tail(text: str) -> str:
@@ -90,7 +104,7 @@ def render_result_html(
         for name, text in shown
         if text
     )
-    warning = isolation_warning(result.isolation)
+    warning = isolation_warning(result.isolation, result.host_network)
     notice = f"<div style='color:#e65100'>&#9888; {escape(warning)}</div>" if warning else ""
     return (
         f"<div style='border-left:4px solid {colour};padding-left:0.6em'>"

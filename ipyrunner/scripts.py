@@ -22,7 +22,7 @@ from .errors import (
 from .options import RunOptions
 from .paths import project_directory, resolve_in_project
 from .presenting import presenter
-from .result_html import describe_returncode, render_result_html
+from .result_html import describe_returncode, isolation_note, render_result_html
 from .retry import run_reported
 from .runtimes.host import host_interpreter, host_runtime_paths
 from .sandbox.commit import Refused
@@ -48,6 +48,7 @@ class RunResult:
     timed_out: bool = False
     args: tuple[str, ...] = ()
     isolation: str = "none"
+    host_network: bool = False  # ran with effect host-network
     limit: str | None = None  # memory, cpu or file-size: the limit that killed it
     refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
 
@@ -106,8 +107,8 @@ class RunResult:
             f"stdout {len(self.stdout)} chars",
             f"stderr {len(self.stderr)} chars",
         ]
-        if self.isolation != "bwrap":
-            parts.append("unsandboxed")
+        if note := isolation_note(self):
+            parts.append(note)
         return f"<RunResult {' · '.join(parts)}>"
 
     @property
@@ -227,6 +228,7 @@ def _run(
         timed_out=done.timed_out,
         args=job.args,
         isolation=last.isolation,
+        host_network=effects.host_network,
         limit=last.limit,
         refused=last.refused,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .result_html import Reported, describe_returncode
+from .result_html import Reported, describe_returncode, isolation_note
 
 Stream = Literal["stdout", "stderr"]
 
@@ -34,7 +34,7 @@ class RunStatus:
             returncode=result.returncode,
             elapsed_s=result.duration_s,
             truncated_at=cap if result.truncated else None,
-            note="" if result.isolation == "bwrap" else "unsandboxed",
+            note=isolation_note(result),
         )
 
     @property

@@ -3,7 +3,8 @@
 RLIMIT_NPROC does not bind a process whose real uid is root (and a sandbox
 run by root maps root's uid inside), and rlimits cannot tell a memory kill
 apart. Where the host lets us create cgroups (v1 or v2), each run gets one with
-`pids` and `memory` limits; where it does not, `create_run_cgroup` returns
+`pids` and `memory` limits; where it cannot hold memory but the user's systemd
+manager can, a scope of it does; where neither, `create_run_cgroup` returns
 None and `doctor` says so.
 """
 
@@ -16,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .memory import MemoryMode, UserScope, user_manager
 
 CONTROLLERS = ("pids", "memory")
 
@@ -62,6 +65,13 @@ class RunCgroup:
     """The cgroups one run lives in; `close()` kills what is left and removes them."""
 
     directories: dict[str, tuple[Hierarchy, Path]] = field(default_factory=dict)
+    scope: UserScope | None = None  # holds the memory limit where no memory cgroup can
+
+    @property
+    def memory_held_by(self) -> MemoryMode | None:
+        if "memory" in self.directories:
+            return "cgroup"
+        return "user-scope" if self.scope is not None else None
 
     @property
     def procs_files(self) -> list[str]:
@@ -75,7 +85,7 @@ class RunCgroup:
     def oom_killed(self) -> bool:
         entry = self.directories.get("memory")
         if entry is None:
-            return False
+            return self.scope is not None and self.scope.oom_killed()
         hierarchy, path = entry
         name = "memory.events" if hierarchy.version == 2 else "memory.oom_control"
         try:
@@ -87,6 +97,8 @@ class RunCgroup:
         return int(fields.get("oom_kill", "0")) > 0
 
     def close(self) -> None:
+        if self.scope is not None:
+            self.scope.close()
         for _, path in self.directories.values():
             _empty(path)
         for _, path in self.directories.values():
@@ -126,7 +138,12 @@ def create_run_cgroup(processes: int | None, memory: int | None) -> RunCgroup | 
         except OSError:
             run.close()
             return None
-    return run if run.directories else None
+    # On cgroup v2, joining a cgroup of ours would take the run out of the scope.
+    v2 = any(hierarchy.version == 2 for hierarchy, _ in run.directories.values())
+    if memory is not None and "memory" not in run.directories and not v2:
+        manager = user_manager()
+        run.scope = manager.scope(f"{name}.scope") if manager is not None else None
+    return run if run.directories or run.scope else None
 
 
 def _child(hierarchy: Hierarchy, name: str) -> Path | None:

@@ -203,7 +203,8 @@ class _Committer:
             if depth >= MAX_DEPTH:
                 self.refuse(rel, f"deeper than {MAX_DEPTH} directories")
                 return None
-            if _lstat(name, frame.lower) is None and self.moved_whole(frame, name, rel, depth):
+            new = _lstat(name, frame.lower) is None
+            if new and self.moved_whole(frame, name, rel, depth, stat.S_IMODE(info.st_mode)):
                 return None
             return self.enter(frame, name, rel, info)
         if stat.S_ISLNK(info.st_mode):
@@ -250,7 +251,7 @@ class _Committer:
             self._prune(child, set(names))
         return child
 
-    def moved_whole(self, frame: _Frame, name: str, rel: str, depth: int) -> bool:
+    def moved_whole(self, frame: _Frame, name: str, rel: str, depth: int, mode: int) -> bool:
         """A new directory whose every entry may land moves in one rename; on the
         first entry that may not (or any doubt), the walk entry by entry decides."""
         host = os.path.join(self.tree, rel)
@@ -259,6 +260,7 @@ class _Committer:
         modes: list[tuple[str, int]] = []  # directories opened up to be read
         files = 0
         pending = [("", depth + 1)]
+        os.chmod(name, 0o700, dir_fd=frame.upper)
         top = os.open(name, _DIR_FLAGS, dir_fd=frame.upper)
         try:
             while pending:
@@ -278,8 +280,9 @@ class _Committer:
         os.rename(name, name, src_dir_fd=frame.upper, dst_dir_fd=frame.lower)
         moved = os.open(name, _DIR_FLAGS, dir_fd=frame.lower)
         try:
-            for inner, mode in reversed(modes):
-                os.chmod(inner, mode & 0o1777, dir_fd=moved)
+            for inner, inner_mode in reversed(modes):
+                os.chmod(inner, inner_mode & 0o1777, dir_fd=moved)
+            os.fchmod(moved, mode & 0o1777)
         finally:
             os.close(moved)
         self.report.written += files

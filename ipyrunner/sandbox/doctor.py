@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from ..environment import MINIMAL_PATH, find_program
 from ..process import Limits, run_process
 from .cgroups import create_run_cgroup, hierarchies
+from .memory import NODE_ADDRESS_SPACE, plan_memory, size
+from .network import TUN_FIX, find_tools
 from .probe import bwrap_status
 
 
@@ -68,6 +70,58 @@ def _cgroups() -> Check:
     return Check("cgroups", True, detail)
 
 
+def _memory_limit() -> Check:
+    """Which mechanism holds IPyRunner.memory for a run here."""
+    from ..config import settings
+    from ..errors import SandboxUnavailable
+
+    config = settings()
+    if not config.memory:
+        return Check("memory limit", True, "none (IPyRunner.memory = 0)")
+    run = create_run_cgroup(processes=None, memory=config.memory)
+    held = run.memory_held_by if run is not None else None
+    if run is not None:
+        run.close()
+    if held == "cgroup":
+        return Check("memory limit", True, "the run's memory cgroup (counts what is used)")
+    if held == "user-scope":
+        return Check("memory limit", True, "a user systemd scope (systemd-run --user, MemoryMax)")
+    fix = (
+        "for a limit on what runs use (not reserve) and one per run, not per process: "
+        "delegate a cgroup v2 subtree (systemd-run --user --scope -p Delegate=yes jupyter lab) "
+        "or run the kernel as root"
+    )
+    tmpfs = 2 * config.tmp_size
+    try:
+        space = plan_memory(config.memory, None, "", tmpfs).address_space or 0
+    except SandboxUnavailable as exc:
+        return Check("memory limit", False, f"refused: {exc}", fix)
+    floor = size(NODE_ADDRESS_SPACE)
+    node = "" if space >= NODE_ADDRESS_SPACE else f"; node runs refused (node needs {floor})"
+    detail = (
+        f"RLIMIT_AS {size(space)} per process (IPyRunner.memory less /tmp and /dev/shm), "
+        f"reserved address space counts{node}"
+    )
+    return Check("memory limit", True, detail, fix)
+
+
+def _network() -> Check:
+    """The backend of the `network` effect: pasta, and the tun device it needs."""
+    from ..errors import SandboxUnavailable
+
+    try:
+        tools = find_tools()
+    except SandboxUnavailable as exc:
+        detail, _, fix = str(exc).partition("; fix: ")
+        return Check("network backend", False, detail, fix)
+    try:
+        os.close(os.open("/dev/net/tun", os.O_RDWR))
+    except OSError as exc:
+        return Check("network backend", False, f"/dev/net/tun: {exc.strerror}", TUN_FIX)
+    version = _version(tools.pasta, "--version")
+    return Check("network backend", True, f"pasta {tools.pasta} ({version}), /dev/net/tun usable")
+
+
 def host_report() -> list[Check]:
     """Every check, required ones first."""
     status = bwrap_status()
@@ -88,6 +142,8 @@ def host_report() -> list[Check]:
         userns,
         _program("prlimit", "prlimit", "apt-get install -y util-linux", "--version"),
         _cgroups(),
+        _memory_limit(),
+        _network(),
         _program("node", "node", "apt-get install -y nodejs", "--version"),
         _uv(),
         _program(

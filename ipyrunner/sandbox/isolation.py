@@ -24,16 +24,18 @@ from ..effects import Effects
 from ..environment import PrivateDirs, find_program
 from ..errors import InvalidOption, SandboxUnavailable
 from ..paths import resolve_in_project
-from ..process import ChannelSpec, Completed, run_process
+from ..process import ChannelSpec, Completed, StartupHook, run_process
 from ..runtimes.trusted import trusted_host_paths
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
 from .commit import Refused, commit, kernel_import_dirs
 from .limits import ResourceLimits, bwrap_returncode, launcher_argv, limit_hit
+from .network import UserNetwork, network_mode, resolver_mounts, user_network
 from .overlay import (
     FAILURE_MARK,
     FIX,
     LAUNCHER_ENV,
+    WriteLayer,
     default_staging,
     mount_argv,
     write_layers,
@@ -42,6 +44,7 @@ from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, cove
 from .probe import bwrap_status
 from .protected import Protected, find_protected, identity
 from .seccomp import host_filter
+from .watch import SandboxWatch, sandbox_watch
 
 if TYPE_CHECKING:
     from ..options import RunOptions
@@ -72,6 +75,7 @@ class Isolated:
     cgroup: RunCgroup | None
     env: Mapping[str, str] = field(default_factory=dict)  # what run_process gives the argv
     pass_fds: tuple[int, ...] = ()
+    startup: StartupHook | None = None  # a `network` run's pasta, attached as bwrap starts
     refused: list[Refused] = field(default_factory=list)  # writes the commit refused
 
     @property
@@ -140,6 +144,7 @@ def run_isolated(
             channel=channel,
             cancel=cancel,
             pass_fds=isolated.pass_fds,
+            startup=isolated.startup,
         )
         if isolated.sandboxed:
             done = replace(done, returncode=bwrap_returncode(done.returncode))
@@ -180,42 +185,68 @@ def isolate(
     isolation = choose_isolation(mode, require_sandbox)
     grants = resolve_grants(needs.effects, needs.project)
     if isolation != "bwrap":
-        with _unsandboxed(needs, grants, isolation, limits) as isolated:
-            yield isolated
+        with _unsandboxed(needs, grants, isolation, limits) as bare:
+            yield bare
         return
     trees = (*grants.read, *grants.write)
-    with write_layers(grants.write, staging, trees) as layers, _descriptors() as fds:
+    with (
+        write_layers(grants.write, staging, trees) as layers,
+        _descriptors() as fds,
+        user_network(needs.effects, needs.dirs.root) as network,
+        sandbox_watch() as plain,
+    ):
         readonly = _readonly_paths(needs)
         policy = build_policy(needs, grants, tmp_size, protect(trees), fds.seccomp, readonly)
+        if network is not None:
+            policy = replace(policy, network_fds=network.pass_fds)
+        else:
+            policy = replace(policy, info_fd=plain.info_write)
+        watch: UserNetwork | SandboxWatch = network if network is not None else plain
         command = build_bwrap_command(policy, bwrap_status().path or "bwrap")
         args_fd = fds.arguments(command[1:-1])
         cgroup = create_run_cgroup(limits.processes, limits.memory)
-        isolated = Isolated(
-            [
-                *_limits_prefix(limits, cgroup),
-                *mount_argv(layers),
-                command[0],
-                "--args",
-                str(args_fd),
-                "--",
-                *needs.argv,
-            ],
-            "/",
-            isolation,
-            limits,
-            cgroup,
-            env=LAUNCHER_ENV,
-            pass_fds=fds.passed,
-        )
+        isolated: Isolated | None = None
         try:
+            isolated = _sandboxed(needs, limits, cgroup, layers, command[0], args_fd, tmp_size)
+            isolated.startup = watch
+            isolated.pass_fds = (*fds.passed, *watch.pass_fds)
             yield isolated
         finally:
             # Every process of the run is gone before its writes are looked at.
             if cgroup is not None:
                 cgroup.close()
-            for layer in layers:
+            watch.wait_gone()
+            if isolated is not None:  # the run may have written: commit what it did
                 imports = kernel_import_dirs()
-                isolated.refused += commit(layer, readonly, imports).refused
+                for layer in layers:
+                    isolated.refused += commit(layer, readonly, imports).refused
+
+
+def _sandboxed(
+    needs: RunNeeds,
+    limits: ResourceLimits,
+    cgroup: RunCgroup | None,
+    layers: Sequence[WriteLayer],
+    bwrap: str,
+    args_fd: int,
+    tmp_size: int,
+) -> Isolated:
+    return Isolated(
+        [
+            *_limits_prefix(limits, cgroup, needs.argv[0], 2 * tmp_size),
+            *mount_argv(layers),
+            bwrap,
+            "--args",
+            str(args_fd),
+            "--",
+            *needs.argv,
+        ],
+        "/",
+        "bwrap",
+        limits,
+        cgroup,
+        env=LAUNCHER_ENV,
+    )
 
 
 @contextlib.contextmanager
@@ -224,16 +255,19 @@ def _unsandboxed(
 ) -> Iterator[Isolated]:
     cgroup = create_run_cgroup(limits.processes, limits.memory)
     try:
-        argv = [*_limits_prefix(limits, cgroup), *needs.argv]
+        argv = [*_limits_prefix(limits, cgroup, needs.argv[0]), *needs.argv]
         yield Isolated(argv, str(_cwd(needs, grants)), isolation, limits, cgroup, env=needs.env)
     finally:
         if cgroup is not None:
             cgroup.close()
 
 
-def _limits_prefix(limits: ResourceLimits, cgroup: RunCgroup | None) -> list[str]:
+def _limits_prefix(
+    limits: ResourceLimits, cgroup: RunCgroup | None, program: str, tmpfs: int = 0
+) -> list[str]:
+    # `tmpfs`: what the sandbox's /tmp and /dev/shm may hold, memory the limit must cover.
     prlimit = find_program("prlimit") or "prlimit"
-    return launcher_argv(limits, cgroup.procs_files if cgroup else [], prlimit)
+    return launcher_argv(limits, cgroup, prlimit, program, tmpfs)
 
 
 class _Descriptors:
@@ -343,7 +377,8 @@ def build_policy(
     readonly: Sequence[str] = (),
 ) -> SandboxPolicy:
     trees = (*grants.read, *grants.write)
-    mounts = system_mounts(needs.effects.network)
+    mounts = system_mounts(network_mode(needs.effects) != "none")
+    mounts += resolver_mounts(network_mode(needs.effects), needs.dirs.root)
     mounts += _identity_files(needs.dirs)
     mounts += [Mount("dir", str(d)) for d in (needs.dirs.home, needs.dirs.tmp, needs.dirs.work)]
     mounts += [Mount("ro", p, p) for p in grants.read]
@@ -357,7 +392,7 @@ def build_policy(
     mounts += [Mount("mask-dir", d) for d in found.dirs]
     _check_no_links(mounts, trees)
     return SandboxPolicy(
-        network=needs.effects.network,
+        network=network_mode(needs.effects),
         mounts=tuple(mounts),
         cwd=str(_cwd(needs, grants)),
         tmp_size=tmp_size,

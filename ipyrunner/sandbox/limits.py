@@ -1,18 +1,23 @@
 """Resource limits: rlimits for every run, cgroups on top where the host allows.
 
-The limits become an argv prefix: a tiny `sh` that moves itself into the run's
-cgroups (so every descendant is counted from its first instruction), then
-`prlimit` setting the rlimits, then the program (bwrap, or the bare program).
+The limits become an argv prefix: the user scope holding memory (if that is how
+memory is held), a tiny `sh` that moves itself into the run's cgroups (so every
+descendant is counted from its first instruction), then `prlimit` setting the
+rlimits, then the program (bwrap, or the bare program).
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import IPyRunner, parse_count, parse_seconds, parse_size
+from .memory import plan_memory
+
+if TYPE_CHECKING:
+    from .cgroups import RunCgroup
 
 EXIT_JOIN_FAILED = 125
 # $0 is a label; arguments up to "--" are cgroup.procs files to join.
@@ -26,7 +31,7 @@ _JOIN = (
 class ResourceLimits:
     """Per-run limits; `None` leaves one unset."""
 
-    memory: int | None = None  # bytes of data memory
+    memory: int | None = None  # bytes; held as `memory.plan_memory` says
     cpu_seconds: int | None = None
     processes: int | None = None
     file_size: int | None = None  # bytes, the largest file the run may write
@@ -48,8 +53,9 @@ class ResourceLimits:
         files = (
             settings.open_files if open_files is None else parse_count(open_files, "--open-files")
         )
+        size = settings.memory if memory is None else parse_size(memory, allow_zero=True)
         return cls(
-            memory=settings.memory if memory is None else parse_size(memory),
+            memory=size or None,  # 0: no memory limit
             cpu_seconds=max(1, math.ceil(cpu)) if cpu else None,
             processes=procs or None,
             file_size=settings.file_size if file_size is None else parse_size(file_size),
@@ -57,12 +63,13 @@ class ResourceLimits:
         )
 
 
-def prlimit_args(limits: ResourceLimits) -> list[str]:
+def prlimit_args(limits: ResourceLimits, address_space: int | None = None) -> list[str]:
     """`prlimit` options for `limits` (soft and hard alike; CPU gets a second of
-    headroom so SIGXCPU, not SIGKILL, tells what happened)."""
+    headroom so SIGXCPU, not SIGKILL, tells what happened). Memory is RLIMIT_AS
+    only where no cgroup holds it: `address_space`."""
     args = []
-    if limits.memory is not None:
-        args.append(f"--data={limits.memory}")
+    if address_space is not None:
+        args.append(f"--as={address_space}")
     if limits.cpu_seconds is not None:
         args.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
     if limits.processes is not None:
@@ -75,13 +82,24 @@ def prlimit_args(limits: ResourceLimits) -> list[str]:
 
 
 def launcher_argv(
-    limits: ResourceLimits, cgroup_procs: Sequence[str], prlimit: str, shell: str = "/bin/sh"
+    limits: ResourceLimits,
+    cgroup: RunCgroup | None,
+    prlimit: str,
+    program: str = "",
+    tmpfs: int = 0,
+    shell: str = "/bin/sh",
 ) -> list[str]:
-    """The argv prefix that applies `limits` and joins the cgroups."""
+    """The argv prefix that applies `limits` to `program` and joins the cgroups;
+    `tmpfs` is what the sandbox's own tmpfs mounts may hold. Raises
+    `SandboxUnavailable` where the memory limit cannot be held."""
+    held_by = cgroup.memory_held_by if cgroup is not None else None
+    plan = plan_memory(limits.memory, held_by, program, tmpfs)
     argv: list[str] = []
-    if cgroup_procs:
-        argv += [shell, "-c", _JOIN, "ipyrunner-limits", *cgroup_procs, "--"]
-    options = prlimit_args(limits)
+    if plan.mode == "user-scope" and cgroup is not None and cgroup.scope is not None:
+        argv += cgroup.scope.prefix(limits.memory or 0)
+    if cgroup is not None and cgroup.procs_files:
+        argv += [shell, "-c", _JOIN, "ipyrunner-limits", *cgroup.procs_files, "--"]
+    options = prlimit_args(limits, plan.address_space)
     if options:
         argv += [prlimit, *options, "--"]
     return argv
@@ -93,13 +111,21 @@ def bwrap_returncode(returncode: int) -> int:
     return 128 - returncode if 128 < returncode < 128 + 65 else returncode
 
 
-# How runtimes say they hit RLIMIT_DATA or RLIMIT_FSIZE when they raise instead of dying.
+# How runtimes and allocators say an allocation failed when they report it
+# instead of dying: glibc, Python, numpy, node/V8, C++, OpenBLAS, bash, Rust, Java.
 MEMORY_WORDS = (
     "MemoryError",
     "out of memory",
+    "Out of memory",
     "Cannot allocate memory",
+    "cannot allocate",
+    "Unable to allocate",
     "bad_alloc",
     "allocation failed",
+    "Memory allocation still failed",
+    "memory allocation of",
+    "Fatal process OOM",
+    "OutOfMemory",
 )
 FILE_SIZE_WORDS = ("File too large", "[Errno 27]", "EFBIG")
 
@@ -113,7 +139,8 @@ def limit_hit(returncode: int, stderr: str, oom_killed: bool, limits: ResourceLi
         return "cpu"
     if sig == signal.SIGXFSZ and limits.file_size is not None:
         return "file-size"
-    tail = stderr[-2000:] if returncode != 0 else ""
+    # Wide enough for the message above a runtime's native stack trace (node's is ~2 KB).
+    tail = stderr[-8000:] if returncode != 0 else ""
     if limits.memory is not None and any(word in tail for word in MEMORY_WORDS):
         return "memory"
     if limits.file_size is not None and any(word in tail for word in FILE_SIZE_WORDS):

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 MountKind = Literal["ro", "rw", "tmpfs", "mask-file", "mask-dir", "symlink", "dir"]
+# none: loopback only; user: a namespace of its own wired out by pasta; host: the host's.
+NetworkMode = Literal["none", "user", "host"]
 
 # Read-only system trees; on merged-/usr hosts some are symlinks into /usr.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -46,7 +48,7 @@ class Mount:
 class SandboxPolicy:
     """Everything bwrap needs to know about one run."""
 
-    network: bool
+    network: NetworkMode
     mounts: tuple[Mount, ...]
     cwd: str
     tmp_size: int = 256 << 20
@@ -54,6 +56,9 @@ class SandboxPolicy:
     seccomp_fd: int | None = None  # an open descriptor holding the BPF filter
     env: tuple[tuple[str, str], ...] = ()  # the program's whole environment
     unset: tuple[str, ...] = ()  # the launchers' variables the program must not get
+    # bwrap reports its sandbox on the first and waits on the second (user networking).
+    network_fds: tuple[int, int] | None = None
+    info_fd: int | None = None  # without user networking: bwrap reports its sandbox here
 
 
 def system_mounts(network: bool) -> list[Mount]:
@@ -68,10 +73,18 @@ def system_mounts(network: bool) -> list[Mount]:
     for name in (*SYSTEM_ETC, *(NETWORK_ETC if network else ())):
         if os.path.lexists(name):
             mounts.append(Mount("ro", name, os.path.realpath(name)))
-    # Writable by root's uid, which the sandbox user maps to: cover it where it exists.
-    if os.path.exists("/proc/sysrq-trigger"):
-        mounts.append(Mount("mask-file", "/proc/sysrq-trigger"))
-    return mounts
+    return mounts + procfs_mounts()
+
+
+def procfs_mounts() -> list[Mount]:
+    """/proc entries open only to their owner, whom the sandbox's uid maps to:
+    read-only where they may be written, hidden where they may be read."""
+    from .procfs import procfs_cover  # here, so the policy module's imports stay as they are
+
+    cover = procfs_cover()
+    mounts = [Mount("ro", path, path) for path in cover.read_only]
+    mounts += [Mount("mask-file", path) for path in cover.files]
+    return mounts + [Mount("mask-dir", path) for path in cover.dirs]
 
 
 def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str]:
@@ -80,7 +93,7 @@ def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str
         bwrap,
         "--unshare-all",
         "--unshare-user",
-        *(["--share-net"] if policy.network else []),
+        *(["--share-net"] if policy.network == "host" else []),
         "--disable-userns",
         "--die-with-parent",
         "--new-session",
@@ -116,6 +129,11 @@ def build_bwrap_command(policy: SandboxPolicy, bwrap: str = "bwrap") -> list[str
     argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     if policy.seccomp_fd is not None:
         argv += ["--seccomp", str(policy.seccomp_fd)]
+    if policy.network_fds is not None:
+        info, block = policy.network_fds
+        argv += ["--info-fd", str(info), "--block-fd", str(block)]
+    elif policy.info_fd is not None:
+        argv += ["--info-fd", str(policy.info_fd)]
     for name in policy.unset:
         argv += ["--unsetenv", name]
     for name, value in policy.env:

@@ -45,7 +45,7 @@ def bwrap_status() -> BwrapStatus:
             None, False, reason="bwrap is not installed", fix="apt-get install -y bubblewrap"
         )
     with tempfile.TemporaryDirectory(prefix="ipyrunner-probe-") as tmp:
-        policy = SandboxPolicy(network=False, mounts=tuple(system_mounts(False)), cwd=tmp)
+        policy = SandboxPolicy(network="none", mounts=tuple(system_mounts(False)), cwd=tmp)
         argv = [*build_bwrap_command(policy, path), "/bin/true"]
         argv[argv.index("--chdir") + 1] = "/"
         try:

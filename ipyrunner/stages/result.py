@@ -13,7 +13,7 @@ from ..errors import (
     StageFailed,
     StageTimeout,
 )
-from ..result_html import render_result_html
+from ..result_html import isolation_note, render_result_html
 from ..sandbox.commit import Refused
 from .envelope import StageError
 
@@ -30,6 +30,7 @@ class StageResult:
     attempts: int
     truncated: bool
     isolation: str = "none"
+    host_network: bool = False  # ran with effect host-network
     error: StageError | None = None
     name: str | None = None
     language: str = "python"
@@ -93,8 +94,8 @@ class StageResult:
         parts = [self.label, self.outcome, head, f"{self.duration_s:.2f} s"]
         if self.attempts != 1:
             parts.append(f"{self.attempts} attempts")
-        if self.isolation != "bwrap":
-            parts.append("unsandboxed")
+        if note := isolation_note(self):
+            parts.append(note)
         return f"<StageResult {' · '.join(parts)}>"
 
     def _repr_html_(self) -> str:

@@ -272,6 +272,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         language=stage.language.name,
         timed_out=done.timed_out,
         isolation=attempt.ran.isolation,
+        host_network=stage.effects.host_network,
         runtime=stage.runtime,
         refused=attempt.ran.refused,
     )

@@ -11,6 +11,7 @@ from ipyrunner.environment import private_dirs
 from ipyrunner.errors import InvalidOption, PathNotAllowed, SandboxUnavailable
 from ipyrunner.sandbox import isolation
 from ipyrunner.sandbox.isolation import RunNeeds, build_policy, choose_isolation, resolve_grants
+from ipyrunner.sandbox.network import DNS_ADDRESS, pasta_argv
 from ipyrunner.sandbox.policy import Mount, SandboxPolicy, build_bwrap_command
 from ipyrunner.sandbox.probe import BwrapStatus
 
@@ -23,7 +24,7 @@ def pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
     return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == flag]
 
 
-BASE = SandboxPolicy(network=False, mounts=(), cwd="/work")
+BASE = SandboxPolicy(network="none", mounts=(), cwd="/work")
 
 
 def test_baseline_unshares_everything_and_drops_privileges() -> None:
@@ -37,8 +38,12 @@ def test_baseline_unshares_everything_and_drops_privileges() -> None:
     assert argv[-1] == "--"
 
 
-def test_network_is_shared_only_with_the_network_effect() -> None:
-    assert "--share-net" in argv_for(SandboxPolicy(network=True, mounts=(), cwd="/"))
+def test_host_network_alone_shares_the_hosts_network() -> None:
+    assert "--share-net" in argv_for(SandboxPolicy(network="host", mounts=(), cwd="/"))
+    user = argv_for(SandboxPolicy(network="user", mounts=(), cwd="/", network_fds=(5, 6)))
+    assert "--share-net" not in user
+    # bwrap reports its sandbox, then waits for pasta before the program starts.
+    assert user[-7:-3] == ["--info-fd", "5", "--block-fd", "6"]
 
 
 def test_proc_sys_is_read_only_and_every_tmpfs_is_sized() -> None:
@@ -50,7 +55,7 @@ def test_proc_sys_is_read_only_and_every_tmpfs_is_sized() -> None:
 
 
 def test_root_and_dev_end_read_only_then_seccomp_applies() -> None:
-    argv = argv_for(SandboxPolicy(network=False, mounts=(), cwd="/w", seccomp_fd=7))
+    argv = argv_for(SandboxPolicy(network="none", mounts=(), cwd="/w", seccomp_fd=7))
     assert argv[-9:] == [
         "--remount-ro", "/dev", "--remount-ro", "/", "--seccomp", "7", "--chdir", "/w", "--"
     ]  # fmt: skip
@@ -58,7 +63,7 @@ def test_root_and_dev_end_read_only_then_seccomp_applies() -> None:
 
 def test_mounts_keep_their_order_and_kind() -> None:
     policy = SandboxPolicy(
-        network=False,
+        network="none",
         mounts=(
             Mount("ro", "/proj", "/proj"),
             Mount("rw", "/proj/out", "/proj/out"),
@@ -96,7 +101,7 @@ def test_pure_policy_exposes_no_project_and_works_in_the_private_dir(project: Pa
         )
         assert not any(m.dest.startswith(str(project)) for m in policy.mounts)
         assert policy.cwd == str(dirs.work)
-        assert not policy.network
+        assert policy.network == "none"
 
 
 def test_fs_grants_bind_the_project_and_mask_its_secrets(project: Path) -> None:
@@ -112,7 +117,9 @@ def test_fs_grants_bind_the_project_and_mask_its_secrets(project: Path) -> None:
     mounts = list(policy.mounts)
     assert Mount("ro", str(project), str(project)) in mounts
     assert Mount("rw", str(project / "data"), str(project / "data")) in mounts
-    masked = {m.dest for m in mounts if m.kind.startswith("mask")}
+    masked = {
+        m.dest for m in mounts if m.kind.startswith("mask") and m.dest.startswith(str(project))
+    }
     # Git metadata is hidden whole: none of it is the sandbox's to read.
     assert masked == {
         str(project / ".env"),
@@ -125,7 +132,11 @@ def test_fs_grants_bind_the_project_and_mask_its_secrets(project: Path) -> None:
         for i, m in enumerate(mounts)
         if m.kind in ("ro", "rw") and m.dest.startswith(str(project)) and ".git" not in m.dest
     )
-    assert all(i > last_bind for i, m in enumerate(mounts) if m.kind.startswith("mask"))
+    assert all(
+        i > last_bind
+        for i, m in enumerate(mounts)
+        if m.kind.startswith("mask") and m.dest.startswith(str(project))
+    )
     assert policy.cwd == str(project)
 
 
@@ -185,3 +196,31 @@ def test_bwrap_mode_without_bwrap_says_how_to_fix(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(isolation, "bwrap_status", lambda: status(False))
     with pytest.raises(SandboxUnavailable, match="fix: install"):
         choose_isolation("bwrap", require_sandbox=False)
+
+
+@pytest.mark.parametrize(("spec", "mode"), [("network", "user"), ("host-network", "host")])
+def test_network_policies_grant_dns_and_tls_files(project: Path, spec: str, mode: str) -> None:
+    with private_dirs() as dirs:
+        grants = resolve_grants(parse_effects(spec), project)
+        policy = build_policy(needs(project, spec, dirs), grants, 1 << 20)
+        resolv = [m for m in policy.mounts if m.dest == "/etc/resolv.conf"]
+        assert policy.network == mode
+        if mode == "user":
+            # The last bind wins: the sandbox asks pasta's forwarder, not the host's resolver.
+            assert resolv[-1] == Mount("ro", "/etc/resolv.conf", str(dirs.root / "resolv.conf"))
+            assert (dirs.root / "resolv.conf").read_text() == f"nameserver {DNS_ADDRESS}\n"
+
+
+def test_pasta_forwards_no_port_and_maps_no_gateway_to_the_host() -> None:
+    argv = pasta_argv("/usr/bin/pasta", "/proc/9/ns/net", Path("/run/p.pid"), "/proc/1/fd/5")
+    assert "--no-map-gw" in argv
+    assert "--config-net" in argv
+    for flag in ("-t", "-u", "-T", "-U"):
+        assert argv[argv.index(flag) + 1] == "none"
+    assert argv[argv.index("--netns") + 1] == "/proc/9/ns/net"
+    assert argv[argv.index("--userns") + 1] == "/proc/1/fd/5"
+    assert "--runas" not in argv
+    # As root: the namespace alone, and no drop to nobody (which could not enter it).
+    as_root = pasta_argv("/usr/bin/pasta", "/proc/9/ns/net", Path("/run/p.pid"), None)
+    assert as_root[as_root.index("--runas") + 1] == "0:0"
+    assert "--userns" not in as_root

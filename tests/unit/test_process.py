@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ipyrunner.errors import InterpreterNotFound
-from ipyrunner.process import Completed, Limits, run_process
+from ipyrunner.process import Completed, Limits, run_process, start_helper
 from ipyrunner.sinks import RunStatus, Stream
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -175,3 +176,67 @@ def test_thousands_of_runs_leak_no_descriptors_and_no_zombies() -> None:
         and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[2] == str(os.getpid())
     ]
     assert children == []
+
+
+class GoHook:
+    """A startup hook that lets the child go by writing to a pipe it waits on."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.read, self.write = os.pipe()
+        self.fail = fail
+        self.pid: int | None = None
+        self.closed = False
+
+    @property
+    def pass_fds(self) -> tuple[int]:
+        return (self.read,)
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        if self.fail:
+            raise RuntimeError("the network could not be set up")
+        os.write(self.write, b"go")
+
+    def close(self) -> None:
+        self.closed = True
+        for fd in (self.read, self.write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def test_startup_hook_runs_after_the_spawn_and_before_the_child_goes_on() -> None:
+    hook = GoHook()
+    code = f"import os\nprint(os.read({hook.read}, 2).decode(), os.getpid())"
+    done = run_process([PY, "-c", code], env=ENV, cwd="/", limits=Limits(timeout=10), startup=hook)
+    assert done.ok
+    assert done.stdout.split() == ["go", str(hook.pid)]
+    assert hook.closed
+
+
+def test_a_failing_startup_hook_ends_the_child_and_is_closed(tmp_path: Path) -> None:
+    hook = GoHook(fail=True)
+    code = f"import os, time\nos.read({hook.read}, 2)\ntime.sleep(60)"
+    with pytest.raises(RuntimeError, match="could not be set up"):
+        run_process([PY, "-c", code], env=ENV, cwd="/", limits=Limits(timeout=10), startup=hook)
+    assert hook.closed
+    assert hook.pid is not None
+    assert not alive(hook.pid)
+
+
+def test_helper_is_killed_with_everything_it_started(tmp_path: Path) -> None:
+    code = (
+        "import subprocess, time\nsubprocess.Popen(['sleep', '60'])\n"
+        "print('up', flush=True)\ntime.sleep(60)"
+    )
+    helper = start_helper([PY, "-c", code], env=ENV, cwd="/", log=tmp_path / "log")
+    while "up" not in helper.output():
+        time.sleep(0.01)
+    children = Path(f"/proc/{helper.pid}/task/{helper.pid}/children").read_text().split()
+    assert children
+    assert helper.running()
+    helper.kill()
+    assert helper.proc.wait(timeout=5) == -signal.SIGKILL  # reaped in the background
+    deadline = time.monotonic() + 5
+    while any(alive(int(pid)) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(alive(int(pid)) for pid in children)

@@ -275,7 +275,11 @@ def test_lone_surrogates_round_trip(project: Path) -> None:
     assert Stage("def execute(input):\n    return input + '\\ud800'\n")("\udc00") == "\udc00\ud800"
 
 
-def test_python_memory_error_is_reported_as_the_memory_limit(project: Path) -> None:
+def test_python_memory_error_is_reported_as_the_memory_limit(
+    project: Path, fresh_settings: IPyRunner
+) -> None:
+    # Without a cgroup the limit is address space less the tmpfs: keep the tmpfs small.
+    fresh_settings.tmp_size = "16M"
     code = "def execute(input):\n    blob = bytearray(1 << 30)\n    return len(blob)\n"
     result = Stage(code, memory="128M").run()
     assert result.error is not None
