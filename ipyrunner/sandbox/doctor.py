@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 
+from ..config import settings
 from ..environment import MINIMAL_PATH, find_program
+from ..errors import RuntimeUnavailable, SandboxUnavailable
 from ..process import Limits, run_process
 from .cgroups import create_run_cgroup, hierarchies
 from .memory import NODE_ADDRESS_SPACE, plan_memory, size
 from .network import TUN_FIX, find_tools
+from .overlay import FIX, check_overlay, staging_area
 from .probe import bwrap_status
 
 
@@ -38,8 +42,6 @@ def _program(name: str, label: str, fix: str, *version_args: str) -> Check:
 
 
 def _uv() -> Check:
-    from ..config import settings
-    from ..errors import RuntimeUnavailable
     from ..runtimes.venv import find_uv
 
     try:
@@ -72,8 +74,6 @@ def _cgroups() -> Check:
 
 def _memory_limit() -> Check:
     """Which mechanism holds IPyRunner.memory for a run here."""
-    from ..config import settings
-    from ..errors import SandboxUnavailable
 
     config = settings()
     if not config.memory:
@@ -107,7 +107,6 @@ def _memory_limit() -> Check:
 
 def _network() -> Check:
     """The backend of the `network` effect: pasta, and the tun device it needs."""
-    from ..errors import SandboxUnavailable
 
     try:
         tools = find_tools()
@@ -120,6 +119,17 @@ def _network() -> Check:
         return Check("network backend", False, f"/dev/net/tun: {exc.strerror}", TUN_FIX)
     version = _version(tools.pasta, "--version")
     return Check("network backend", True, f"pasta {tools.pasta} ({version}), /dev/net/tun usable")
+
+
+def _writable_grants() -> Check:
+    """Whether an fs-write tree can be an overlay here (its writes committed after the run)."""
+    try:
+        with tempfile.TemporaryDirectory() as tree:
+            area = staging_area(tree, settings().write_staging, ())
+            check_overlay(area)
+    except (SandboxUnavailable, OSError) as exc:
+        return Check("writable grants", False, str(exc), FIX)
+    return Check("writable grants", True, f"overlayfs in a user namespace, staging in {area}")
 
 
 def host_report() -> list[Check]:
@@ -143,6 +153,7 @@ def host_report() -> list[Check]:
         _program("prlimit", "prlimit", "apt-get install -y util-linux", "--version"),
         _cgroups(),
         _memory_limit(),
+        _writable_grants(),
         _network(),
         _program("node", "node", "apt-get install -y nodejs", "--version"),
         _uv(),
