@@ -24,8 +24,12 @@ lint: install
 typecheck: install
 	$(PYTHON) -m mypy --strict ipyrunner tests
 
+# A base temp of our own: rm -rf, unlike pytest's own clean-up, takes trees of any depth.
+BASETEMP ?= /tmp/ipyrunner-pytest-$(shell id -u)
+
 test: lint typecheck
-	$(PYTHON) -m pytest
+	rm -rf $(BASETEMP)
+	$(PYTHON) -m pytest --basetemp=$(BASETEMP)
 	$(MAKE) test-unprivileged
 
 # The sandbox tier again as uid 65534 (when run as root): notebook users are usually not root.
