@@ -93,6 +93,10 @@ class Forbidden:
     homes: tuple[str, ...]
     private: tuple[str, ...]
     project: str | None
+    # Of `private`, the trees in a home that hold keys (~/.ssh): nothing in them either.
+    # The rest (runtime and connection-file directories, often /tmp or /run/user/N)
+    # may hold an exposed tree, but no exposure may be or hold them.
+    secret: tuple[str, ...] = ()
 
     @classmethod
     def now(cls) -> Forbidden:
@@ -101,7 +105,13 @@ class Forbidden:
             project: str | None = str(project_directory())
         except RunnerError:
             project = None
-        return cls(homes, private_trees(homes), project)
+        secret = tuple(
+            os.path.realpath(os.path.join(h, name))
+            for h in homes
+            if h != "/home"
+            for name in PRIVATE_IN_HOME
+        )
+        return cls(homes, private_trees(homes), project, secret)
 
     def reason(self, path: str) -> str | None:
         """Why the resolved `path` must not be exposed, or None."""
@@ -109,7 +119,7 @@ class Forbidden:
             if within(home, path):
                 return f"it is or holds the home directory {home}"
         for tree in self.private:
-            if within(path, tree) or within(tree, path):
+            if within(tree, path) or (tree in self.secret and within(path, tree)):
                 return f"it is, holds or lies in {tree}, which holds keys or Jupyter's files"
         if self.project is not None and within(self.project, path):
             return f"it holds the project directory {self.project}"

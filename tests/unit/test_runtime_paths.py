@@ -21,7 +21,7 @@ from ipyrunner.config import IPyRunner
 from ipyrunner.process import Completed
 from ipyrunner.runtimes import host, probe, trusted_host_paths
 from ipyrunner.runtimes.elf import linked_files, read_dynamic
-from ipyrunner.runtimes.exposure import is_system, within
+from ipyrunner.runtimes.exposure import Forbidden, is_system, within
 from ipyrunner.runtimes.host import host_exposure, host_interpreter, host_runtime_paths
 from ipyrunner.runtimes.probe import Reported, parse_report, probe_argv, probe_python
 from ipyrunner.runtimes.venv import venv_exposure
@@ -396,3 +396,18 @@ def test_trusted_host_paths_hold_every_interpreter_run_on_the_host(
     for needed in (sys.prefix, sys.base_prefix, REAL_PYTHON, str(env), str(tmp_path / "venvs")):
         assert covered(paths, needed), needed
     assert not any(within(home, p) for p in paths for home in ("/root", "/home", str(Path.home())))
+
+
+def test_an_installation_may_lie_in_the_connection_file_directory_but_not_hold_it(
+    tmp_path: Path,
+) -> None:
+    """Kernels often keep connection files in /tmp: a venv under /tmp is fine to expose,
+    /tmp itself (or a tree holding it) is not; a tree inside ~/.ssh is never."""
+    runtime = str(tmp_path / "tmp")
+    home = str(tmp_path / "home")
+    ssh = str(tmp_path / "home" / ".ssh")
+    forbidden = Forbidden((home,), (runtime, ssh), None, (ssh,))
+    assert forbidden.reason(str(tmp_path / "tmp" / "ci" / ".venv")) is None
+    assert forbidden.reason(runtime) is not None
+    assert forbidden.reason(str(tmp_path)) is not None
+    assert forbidden.reason(str(tmp_path / "home" / ".ssh" / "py")) is not None
