@@ -11,10 +11,16 @@
    run ends) vs the same script unsandboxed.
 5. The network effect: a trivial stage with `network` (its own namespace, pasta
    attached per call) vs the same stage pure.
+6. The cold path: the Python wrapper's own start-up as a stage runs it (a
+   trivial cell, no sandbox) vs the bare interpreter with the same flags.
+7. Large values: a 10 MB JSON list into an echo stage and back vs `json.dumps`
+   + `json.loads` of it in this process (rows of a table, and plain floats).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -31,6 +37,7 @@ from ipyrunner.process import Limits, run_process
 from ipyrunner.sandbox.overlay import remove_tree
 from ipyrunner.sandbox.probe import bwrap_status
 from ipyrunner.sinks import NullSink
+from ipyrunner.stages.languages import find_language
 
 FLAKE = Path(__file__).resolve().parents[1] / "tests" / "nixflake"
 
@@ -107,9 +114,81 @@ def main() -> None:
         else:
             print(row("stage, --isolate none", _stage_time(stage, "none", rounds), bare_python))
             print(f"bwrap unusable here: {bwrap_status().reason}")
+        wrapper_start_up(rounds, Path(tmp))
+        warm_call(rounds * 5)
+        json_round_trip(int(os.environ.get("BENCH_JSON_ROUNDS", "5")))
         runtimes(stage, rounds, tmp)
         if bwrap_status().usable:
             write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
+
+
+def wrapper_start_up(rounds: int, tmp: Path) -> None:
+    python = find_language("python")
+    cell = python.write_program(tmp, "def execute(input):\n    return input\n", "<stage cell>")
+    read, write = os.pipe()  # the result channel, drained after each run
+    os.set_blocking(read, False)
+    env = {**ENV, "IPYRUNNER_RESULT_FD": str(write)}
+
+    def run(argv: list[str]) -> None:
+        subprocess.run(
+            argv, input=b"1", capture_output=True, env=env, pass_fds=(write,), check=True
+        )
+        with contextlib.suppress(BlockingIOError):
+            os.read(read, 1 << 16)
+
+    bare = [sys.executable, *python.flags, "-c", "pass"]
+    wrapped = [*python.command(sys.executable), str(cell), "cell"]
+    base, wrapper = interleaved(lambda: run(bare), lambda: run(wrapped), rounds)
+    os.close(read)
+    os.close(write)
+    print(row(f"bare python {' '.join(python.flags)} -c pass", base))
+    print(row("python wrapper, trivial cell, no sandbox", wrapper, base))
+    print(f"cold-path breakdown: the wrapper's own start-up is {1e3 * (wrapper - base):.1f} ms")
+
+
+def warm_call(rounds: int) -> None:
+    """A trivial stage served by a warm worker (a pristine fork per call) vs bare
+    `python -I -c pass`, interleaved; then warm calls back to back."""
+    if not bwrap_status().usable:
+        print("warm workers need bwrap: warm rows skipped")
+        return
+    warm = Stage("def execute(input):\n    return input\n", isolate="bwrap", warm=True)
+    bare = [sys.executable, "-I", "-c", "pass"]
+    try:
+        base, served = interleaved(
+            lambda: subprocess.run(bare, capture_output=True, check=False),
+            lambda: warm.run(1, sink=NullSink()).check(),
+            rounds,
+        )
+        in_a_row = median_seconds(lambda: warm.run(1, sink=NullSink()).check(), rounds)
+    finally:
+        warm.close()
+    print(row("bare python -I -c pass", base))
+    print(row("stage served warm (target <= 0.10)", served, base))
+    print(row("stage served warm, calls back to back", in_a_row, base))
+
+
+def json_round_trip(rounds: int) -> None:
+    isolate = "bwrap" if bwrap_status().usable else "none"
+    echo = Stage("def execute(x):\n    return x\n", isolate=isolate)
+    shapes = {
+        "rows": [
+            {"id": i, "name": f"row {i}", "x": i * 0.37, "tags": ["a", "b"]} for i in range(134_000)
+        ],
+        "floats": [i / 7 for i in range(500_000)],
+    }
+    for label, value in shapes.items():
+        size = len(json.dumps(value)) / 1e6
+
+        def plain(value: object = value) -> object:
+            return json.loads(json.dumps(value))
+
+        def staged(value: object = value) -> object:
+            return echo.run(value, sink=NullSink()).check().value
+
+        local, through = interleaved(plain, staged, rounds)
+        print(row(f"json.dumps + json.loads, {size:.1f} MB of {label}", local))
+        print(row(f"the same list into a stage ({isolate}) and back", through, local))
 
 
 def runtimes(stage: Stage, rounds: int, tmp: str) -> None:

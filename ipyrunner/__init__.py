@@ -110,7 +110,11 @@ def _warn_if_unsandboxed() -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """`%unload_ext ipyrunner`: remove the magics; settings stay for a reload."""
+    """`%unload_ext ipyrunner`: remove the magics and end every warm worker;
+    settings stay for a reload."""
+    from .runner import close_pools
+
     magics = ipython.magics_manager.magics
     magics["line"].pop("runscript", None)
     magics["cell"].pop("stage", None)
+    close_pools()

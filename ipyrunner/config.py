@@ -171,6 +171,14 @@ class IPyRunner(SingletonConfigurable):
     tmp_size = ByteSize(
         512 << 20, help="Size of the sandbox's private /tmp, HOME and working directory."
     ).tag(config=True)
+    warm = Bool(
+        False,
+        help="Serve single Python stage calls from warm sandboxed workers (Stage.map does "
+        "unless warm=False); each call starts from a pristine fork.",
+    ).tag(config=True)
+    warm_idle = Float(300.0, help="Seconds an idle warm worker lives before it is ended.").tag(
+        config=True
+    )
     write_staging = Unicode(
         "",
         help="Where a run's writes to a writable grant wait until they are committed; empty: "

@@ -124,6 +124,12 @@ class RunnerMagics(Magics):
     @argument("--out", metavar="VAR", type=_identifier, help="bind the result value to VAR")
     @argument("--requires", metavar="SPECS", help="pinned packages: name==version, comma-separated")
     @argument("--runtime", choices=RUNTIME_NAMES, help="auto (default), host, venv or nix")
+    @argument(
+        "--warm",
+        action="store_true",
+        default=None,
+        help="serve calls from warm sandboxed workers, each from a pristine fork (Python)",
+    )
     @run_arguments
     @no_var_expand
     @cell_magic
@@ -149,6 +155,7 @@ class RunnerMagics(Magics):
                 requires=_unquote(args.requires) or (),
                 runtime=args.runtime or "auto",
                 line_offset=1,
+                warm=args.warm,
                 **_options(args),
             )
             if args.name:

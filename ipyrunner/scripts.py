@@ -10,7 +10,7 @@ from typing import Any
 
 from .config import IPyRunner, settings
 from .effects import PROJECT_WRITE, Effects, parse_effects
-from .environment import child_environment, parse_forwards, private_dirs
+from .environment import parse_forwards
 from .errors import (
     OutputLimitExceeded,
     ResourceLimitExceeded,
@@ -23,10 +23,10 @@ from .options import RunOptions
 from .paths import project_directory, resolve_in_project
 from .presenting import presenter
 from .result_html import describe_returncode, isolation_note, render_result_html
-from .retry import run_reported
+from .runner.request import RunRequest, run_request
 from .runtimes.host import host_interpreter, host_runtime_paths
 from .sandbox.commit import Refused
-from .sandbox.isolation import Attempted, RunNeeds, run_isolated
+from .sandbox.isolation import Attempted
 from .sinks import RunStatus, Sink
 from .stages.languages import LANGUAGES
 
@@ -198,23 +198,18 @@ def _run(
     forward: dict[str, str],
     check: bool,
 ) -> RunResult:
-    runtime = host_runtime_paths(job.argv[0], INTERPRETERS[job.script.suffix.lower()])
-
-    def attempt(number: int) -> Attempted:
-        with private_dirs() as dirs:
-            needs = RunNeeds(
-                argv=job.argv,
-                env=child_environment(dirs, job.project, forward),
-                project=job.project,
-                dirs=dirs,
-                effects=effects,
-                runtime_paths=runtime,
-                readable=(str(job.script),),
-            )
-            return run_isolated(needs, options, sink=sink)
-
-    last, made, elapsed = run_reported(
-        job.label, sink, options.retry, attempt, retryable=_retryable, failure=_failure
+    request = RunRequest(
+        label=job.label,
+        argv=job.argv,
+        project=job.project,
+        effects=effects,
+        options=options,
+        forward=forward,
+        runtime_paths=host_runtime_paths(job.argv[0], INTERPRETERS[job.script.suffix.lower()]),
+        readable=(str(job.script),),
+    )
+    last, made, elapsed = run_request(
+        request, sink, judge=_keep, retryable=_retryable, failure=_failure
     )
     done = last.done
     result = RunResult(
@@ -235,6 +230,10 @@ def _run(
     cap = options.limits.max_output
     sink.status(RunStatus.final(result, options.retry.attempts, cap))
     return result.check() if check else result
+
+
+def _keep(attempt: Attempted) -> Attempted:
+    return attempt
 
 
 def _failure(attempt: Attempted) -> str:

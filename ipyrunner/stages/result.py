@@ -37,6 +37,7 @@ class StageResult:
     timed_out: bool = False
     runtime: str = "host"
     refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
+    warm: bool = False  # served by a warm worker (a fork of one that imported the stage)
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import IPyRunner, settings
@@ -28,20 +29,31 @@ from ..presenting import presenter
 from ..process import ChannelSpec, Completed
 from ..requirements import parse_requirements, requirements_in_code
 from ..retry import run_reported
+from ..runner import WorkerSpec, close_pools, warm_pool
 from ..runtimes import Interpreter, choose_runtime, resolve_interpreter
-from ..sandbox.isolation import Attempted, RunNeeds, run_isolated
+from ..sandbox.isolation import Attempted, RunNeeds, choose_isolation, run_isolated
 from ..sinks import NullSink, RunStatus, Sink
 from .envelope import Outcome, decode
-from .languages import Language, find_language
+from .languages import WRAPPERS, Language, find_language
 from .result import StageResult
-from .wrappers.python_stage import unserializable
+from .wrappers.python_stage import keys_are_str, unserializable
 
 RESULT_FD_VARIABLE = "IPYRUNNER_RESULT_FD"
 
 
 def encode_input(value: Any) -> bytes:
-    """The input as JSON bytes, or an error naming what JSON cannot hold."""
-    found = unserializable(value, "input")
+    """The input as JSON bytes, or an error naming what JSON cannot hold.
+
+    json.dumps is the check (NaN, a set, a cycle); the walk that names the
+    path runs only when it fails, or when a dict has a key that is not a str.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        found = None if keys_are_str(value) else unserializable(value, "input")
+    except (TypeError, ValueError, RecursionError) as exc:
+        found = unserializable(value, "input")
+        if found is None:  # an int too long to print, say
+            raise InvalidOption(f"the input cannot be written as JSON: {exc}") from None
     if found is not None:
         where, kind = found
         raise InvalidOption(
@@ -49,19 +61,16 @@ def encode_input(value: Any) -> bytes:
             "str, int, float, bool or None"
         )
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidOption(f"the input cannot be written as JSON: {exc}") from None
-    try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: ASCII escapes keep the JSON valid
-        return json.dumps(value, allow_nan=False).encode("ascii")
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 @dataclass(frozen=True)
 class _Attempt:
     ran: Attempted
     outcome: Outcome
+    warm: bool = False
 
     @property
     def done(self) -> Completed:
@@ -85,6 +94,7 @@ class Stage:
         name: str | None = None,
         runtime: str = "auto",
         line_offset: int = 0,
+        warm: bool | None = None,
         **limits: Any,
     ) -> None:
         if name is not None and not name.isidentifier():
@@ -105,6 +115,9 @@ class Stage:
         # Lines before the code in what the user sees (the %%stage line), so
         # errors name the line as the notebook numbers it.
         self.line_offset = line_offset
+        # None: single calls as IPyRunner.warm says, map warm (Python stages only).
+        self.warm = warm
+        self._workers: dict[tuple[RunOptions, Path], tuple[WorkerSpec | None, Interpreter]] = {}
         self.language.check(self.numbered_code, self.filename)
 
     @property
@@ -153,8 +166,9 @@ class Stage:
         """Run once (with retries); never raises for a failure of the stage's code."""
         payload = encode_input(input)
         config = config or settings()
+        warm = config.warm if self.warm is None else self.warm
         with _display(sink) as shown:
-            return self._run(payload, shown, config, cancel)
+            return self._run(payload, shown, config, cancel, warm=warm)
 
     def map(
         self,
@@ -163,8 +177,10 @@ class Stage:
         *,
         config: IPyRunner | None = None,
         quiet: bool = False,
+        warm: bool | None = None,
     ) -> list[Any]:
-        """The values of the stage over `inputs`, in input order, run in parallel.
+        """The values of the stage over `inputs`, in input order, run in parallel,
+        by warm workers unless `warm` (or the stage's own `warm`) is False.
 
         The first failure cancels what is still running and raises its error,
         naming the input's index.
@@ -179,7 +195,12 @@ class Stage:
         count = workers or config.map_workers or os.cpu_count() or 1
         if count < 1:
             raise InvalidOption(f"invalid workers {workers!r}: it must be 1 or more")
-        return _map(self, payloads, min(count, max(len(payloads), 1)), config, quiet)
+        warm = warm if warm is not None else self.warm is not False
+        return _map(self, payloads, min(count, max(len(payloads), 1)), config, quiet, warm)
+
+    def close(self) -> None:
+        """End this stage's warm workers (a later warm call starts new ones)."""
+        close_pools(self.id)
 
     def interpreter(self, config: IPyRunner | None = None, sink: Sink | None = None) -> Interpreter:
         """This stage's interpreter: resolved (installed, built) on first use, cached after."""
@@ -191,6 +212,23 @@ class Stage:
             sink or NullSink(),
         )
 
+    def _warm_worker(
+        self,
+        options: RunOptions,
+        project: Path,
+        interpreter: Interpreter | None,
+        config: IPyRunner,
+        sink: Sink,
+    ) -> tuple[WorkerSpec | None, Interpreter | None]:
+        """The warm workers' spec for these options and the interpreter it names,
+        made once per stage: a running worker keeps the interpreter it started with."""
+        key = (options, project)
+        if key not in self._workers:
+            interpreter = interpreter or self.interpreter(config, sink)
+            self._workers[key] = (_warm_spec(self, options, interpreter, project), interpreter)
+        spec, used = self._workers[key]
+        return (spec, used) if spec is not None else (None, interpreter)
+
     def _run(
         self,
         payload: bytes,
@@ -198,28 +236,41 @@ class Stage:
         config: IPyRunner,
         cancel: threading.Event | None,
         interpreter: Interpreter | None = None,
+        warm: bool = False,
+        workers: int = 1,
     ) -> StageResult:
         options = RunOptions.from_settings(config, **self.limits)
-        interpreter = interpreter or self.interpreter(config, sink)
-        argv = (interpreter.executable, *self.language.flags)
         project = project_directory()
+        spec: WorkerSpec | None = None
+        if warm:
+            spec, interpreter = self._warm_worker(options, project, interpreter, config, sink)
+        interpreter = interpreter or self.interpreter(config, sink)
+        argv = self.language.command(interpreter.executable)
 
         def attempt(number: int) -> _Attempt:
+            if spec is not None:
+                ran = warm_pool(spec, config.warm_idle).call(
+                    payload,
+                    sink=sink,
+                    limits=options.limits,
+                    result_cap=config.max_result,
+                    cancel=cancel,
+                    size=workers,
+                )
+                outcome = decode(ran.done, self.language.name, config.max_result, ran.limit)
+                return _Attempt(ran, outcome, warm=True)
             with private_dirs() as dirs:
                 code_dir = dirs.root / "stage"
                 code_dir.mkdir()
-                wrapper = code_dir / self.language.wrapper
-                wrapper.write_text(self.language.wrapper_source(), encoding="utf-8")
-                cell = code_dir / f"cell{self.language.extension}"
-                cell.write_text(self.numbered_code, encoding="utf-8")
+                cell = self.language.write_program(code_dir, self.numbered_code, self.filename)
                 needs = RunNeeds(
-                    argv=(*argv, str(wrapper), str(cell), self.name or "cell"),
+                    argv=(*argv, str(cell), self.name or "cell"),
                     env=child_environment(dirs, project),
                     project=project,
                     dirs=dirs,
                     effects=self.effects,
                     runtime_paths=interpreter.readonly,
-                    readable=(str(code_dir),),
+                    readable=(str(code_dir), WRAPPERS),
                     cwd=dirs.work,
                 )
                 ran = run_isolated(
@@ -275,6 +326,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         host_network=stage.effects.host_network,
         runtime=stage.runtime,
         refused=attempt.ran.refused,
+        warm=attempt.warm,
     )
 
 
@@ -287,8 +339,39 @@ def _display(sink: Sink | None) -> Iterator[Sink]:
         yield shown
 
 
+def _warm_spec(
+    stage: Stage, options: RunOptions, interpreter: Interpreter, project: Path
+) -> WorkerSpec | None:
+    """What a warm worker for `stage` is; None where calls stay cold: other
+    languages, fs-write (its writes are committed per run), no sandbox."""
+    if stage.language.name != "python" or stage.effects.write:
+        return None
+    if choose_isolation(options.isolate, options.require_sandbox) != "bwrap":
+        return None
+    worker = os.path.join(WRAPPERS, "python_worker.py")
+    return WorkerSpec(
+        owner=stage.id,
+        command=(interpreter.executable, *stage.language.flags, worker),
+        files=(("cell.py", stage.numbered_code),),
+        args=(stage.name or "cell",),
+        readable=(WRAPPERS,),
+        effects=stage.effects,
+        project=project,
+        runtime_paths=tuple(interpreter.readonly),
+        isolate=options.isolate,
+        require_sandbox=options.require_sandbox,
+        resources=options.resources,
+        tmp_size=options.tmp_size,
+    )
+
+
 def _map(
-    stage: Stage, payloads: list[bytes], workers: int, config: IPyRunner, quiet: bool
+    stage: Stage,
+    payloads: list[bytes],
+    workers: int,
+    config: IPyRunner,
+    quiet: bool,
+    warm: bool = True,
 ) -> list[Any]:
     results: list[StageResult | None] = [None] * len(payloads)
     cancel = threading.Event()
@@ -301,7 +384,9 @@ def _map(
         ThreadPoolExecutor(workers, thread_name_prefix="ipyrunner-map") as pool,
     ):
         futures: dict[Future[StageResult], int] = {
-            pool.submit(stage._run, payload, silent, config, cancel, interpreter): index
+            pool.submit(
+                stage._run, payload, silent, config, cancel, interpreter, warm, workers
+            ): index
             for index, payload in enumerate(payloads)
         }
         pending: set[Future[StageResult]] = set(futures)

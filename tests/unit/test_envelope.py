@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from typing import Any
@@ -106,3 +107,22 @@ def test_inputs_json_cannot_hold_are_refused_before_the_run(value: Any, where: s
     with pytest.raises(InvalidOption) as caught:
         encode_input(value)
     assert str(caught.value).startswith(where + ", which JSON cannot hold")
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collecting", "not-collecting"])
+def test_decoding_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        assert decoded(envelope("[1, {}]")).value == [1, {}]
+        assert decoded(envelope("[NaN]")).error is not None
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_one_overflow_among_many_floats_is_found() -> None:
+    floats = ", ".join(f"{i}.5" for i in range(10_000))
+    outcome = decoded(envelope(f'{{"x": [{floats}, -2e308]}}'))
+    assert outcome.error is not None
+    assert outcome.error.message.startswith('result["x"][10000] is -2e308, beyond')

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from ipyrunner.effects import Effects
 from ipyrunner.process import Completed
 from ipyrunner.requirements import parse_requirements
 from ipyrunner.stages.envelope import decode
+from ipyrunner.stages.languages import WRAPPERS
+from ipyrunner.stages.stage import encode_input
 
 ECHO = "def execute(input):\n    return input\n"
 
@@ -287,3 +290,43 @@ def test_python_memory_error_is_reported_as_the_memory_limit(
     assert result.outcome == "memory limit"
     with pytest.raises(ResourceLimitExceeded, match="memory limit"):
         result.check()
+
+
+CIRCULAR: list[Any] = []
+CIRCULAR.append(CIRCULAR)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [{1: "x"}]}, r'input\["a"\]\[0\]\[1\] is a key of type int'),
+        ([{"k": {None: 1}}], r'input\[0\]\["k"\]\[None\] is a key of type NoneType'),
+        (CIRCULAR, r"input\[0\] is a circular reference"),
+        (10**5000, "the input cannot be written as JSON: Exceeds the limit"),
+    ],
+    ids=["int-key", "none-key", "cycle", "int-too-long"],
+)
+def test_input_json_would_mangle_or_refuse_is_refused(value: Any, where: str) -> None:
+    with pytest.raises(InvalidOption, match=where):
+        encode_input(value)
+
+
+def test_input_is_compact_json_tuples_and_dict_subclasses_included() -> None:
+    value = OrderedDict(a=(1, [2.5, None]), b="é")
+    assert encode_input(value) == '{"a":[1,[2.5,null]],"b":"é"}'.encode()
+    assert encode_input("\ud800") == b'"\\ud800"'  # lone surrogates: ASCII escapes
+
+
+def test_python_stage_runs_the_wrapper_from_the_kernels_bytecode(project: Path) -> None:
+    code = (
+        "import sys\n"
+        "def execute(input):\n"
+        "    wrapper = sys.modules['python_stage']\n"
+        "    source = wrapper.main.__code__.co_filename\n"
+        "    return wrapper.__file__, wrapper.__spec__.loader.path, source\n"
+    )
+    loaded, loader, source = Stage(code)()
+    assert loaded == loader
+    assert Path(loaded).name == "python_stage.pyc"
+    assert Path(loaded).parent.name == "stage"  # the run's own directory, which it cannot write
+    assert source == str(Path(WRAPPERS) / "python_stage.py")

@@ -13,11 +13,15 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ipyrunner.stages.languages import find_language
+from ipyrunner.stages.wrappers.python_stage import keys_are_str
 
 WRAPPERS = Path(__file__).resolve().parents[2] / "ipyrunner" / "stages" / "wrappers"
 NODE = shutil.which("node")
@@ -84,10 +88,12 @@ def run_stage(
     input_text: str = "null",
     name: str = "clean",
     result_fd: int | None = None,
+    program: Sequence[str] | None = None,
 ) -> Run:
     """Run `code` as a stage and collect its output, exit status and envelope.
 
-    `result_fd` puts the result pipe at that number (a kernel holds many fds)."""
+    `result_fd` puts the result pipe at that number (a kernel holds many fds);
+    `program` replaces `command(language)`."""
     cell = tmp_path / f"cell{SUFFIX[language]}"
     cell.write_text(code, encoding="utf-8")
     workdir = tmp_path / "work"
@@ -100,7 +106,7 @@ def run_stage(
     chunks: list[bytes] = []
     try:
         proc = subprocess.Popen(
-            [*command(language), str(cell), name],
+            [*(program or command(language)), str(cell), name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -762,3 +768,158 @@ def test_programs_the_stage_runs_never_inherit_the_result_pipe(
     run = run_stage(tmp_path, language, SPAWNED_FDS[language], result_fd=60)
     assert "0" in run.value  # the listing worked
     assert "60" not in run.value
+
+
+# -- the python wrapper's cold path -------------------------------------------
+
+AS_THE_KERNEL = find_language("python").command(sys.executable)
+
+
+def run_as_the_kernel(tmp_path: Path, code: str, input_text: str = "null") -> Run:
+    """Run a Python stage as the kernel does: the launcher, and beside the
+    cell the bytecode `write_program` puts there."""
+    find_language("python").write_program(tmp_path, code, "<stage clean>")
+    return run_stage(tmp_path, "python", code, input_text, program=AS_THE_KERNEL)
+
+
+HEAVY = (
+    "import gc, sys\n"
+    "def execute(input):\n"
+    "    heavy = ['json', 're', 'enum', 'functools', 'typing', 'types']\n"
+    "    wrapper = sys.modules['python_stage']\n"
+    "    return [m for m in heavy if m in sys.modules], wrapper.__file__, gc.isenabled()\n"
+)
+
+
+def test_python_stage_as_the_kernel_runs_it_imports_no_json_layer(tmp_path: Path) -> None:
+    run = run_as_the_kernel(tmp_path, HEAVY, '{"a": [1]}')
+    assert run.value == [[], str(tmp_path / "python_stage.pyc"), True]
+
+
+def test_python_wrapper_of_another_python_is_imported_from_its_source(tmp_path: Path) -> None:
+    find_language("python").write_program(tmp_path, HEAVY, "<stage clean>")
+    wrapper = tmp_path / "python_stage.pyc"
+    wrapper.write_bytes(b"\0\0\r\n" + wrapper.read_bytes()[4:])  # another magic number
+    source = tmp_path / "package"
+    source.mkdir()
+    shutil.copy(WRAPPERS / "python_stage.py", source)
+    program = [*AS_THE_KERNEL[:-1], str(source)]
+    run = run_stage(tmp_path, "python", HEAVY, program=program)
+    assert run.value == [[], str(source / "python_stage.py"), True]
+    assert sorted(os.listdir(source)) == ["python_stage.py"]  # no bytecode written there
+
+
+def test_python_wrapper_runs_the_cell_bytecode_the_kernel_wrote(tmp_path: Path) -> None:
+    kernel_compiled = "def execute(input):\n    return 'from the bytecode'\n"
+    find_language("python").write_program(tmp_path, kernel_compiled, "<stage clean>")
+    # run_stage rewrites only cell.py: the bytecode beside it wins.
+    run = run_stage(tmp_path, "python", IDENTITY["python"], '"x"', program=AS_THE_KERNEL)
+    assert run.value == "from the bytecode"
+
+
+@pytest.mark.parametrize(
+    ("header", "filename"),
+    [(b"\0\0\r\n", "<stage clean>"), (None, "<stage other>")],
+    ids=["another-magic-number", "another-stage"],
+)
+def test_python_wrapper_compiles_the_source_when_the_bytecode_is_not_for_it(
+    tmp_path: Path, header: bytes | None, filename: str
+) -> None:
+    code = "def execute(input):\n    return 0\n"
+    find_language("python").write_program(tmp_path, code, filename)
+    if header is not None:
+        pyc = tmp_path / "cell.pyc"
+        pyc.write_bytes(header + pyc.read_bytes()[4:])
+    run = run_stage(tmp_path, "python", IDENTITY["python"], '"source"', program=AS_THE_KERNEL)
+    assert run.value == "source"
+
+
+def test_python_cell_that_warns_when_compiled_is_compiled_in_the_stage(tmp_path: Path) -> None:
+    code = "def execute(input):\n    return input is 1\n"  # SyntaxWarning
+    run = run_as_the_kernel(tmp_path, code, "1")
+    assert not (tmp_path / "cell.pyc").exists()
+    assert run.value is True
+    assert "SyntaxWarning" in run.stderr  # shown by the stage, as before
+
+
+@pytest.mark.parametrize(
+    ("expression", "where"),
+    [
+        ("{1: 'a'}", "result[1] is a key of type int"),
+        ("[{'a': {None: 1}}]", 'result[0]["a"][None] is a key of type NoneType'),
+        ("{'a': [{(1, 2): 3}]}", 'result["a"][0][(1, 2)] is a key of type tuple'),
+        ("(lambda a: a.append(a) or a)([])", "result[0] is a circular reference"),
+        ("{'x': frozenset()}", 'result["x"] is a frozenset'),
+    ],
+    ids=["int-key", "none-key", "tuple-key", "cycle", "frozenset"],
+)
+def test_python_result_json_would_mangle_or_refuse_names_the_path(
+    tmp_path: Path, expression: str, where: str
+) -> None:
+    code = f"def execute(input):\n    return {expression}\n"
+    error = run_as_the_kernel(tmp_path, code).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith(where + HINT)
+
+
+def test_python_result_too_deep_or_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    deep = (
+        "def execute(input):\n    x = []\n    for _ in range(10**5):\n        x = [x]\n    return x"
+    )
+    error = run_stage(tmp_path, "python", deep).error
+    assert error["message"].startswith("result is a structure nested too deeply" + HINT)
+    long = "import sys\ndef execute(input):\n    return 10 ** 5000\n"
+    error = run_stage(tmp_path, "python", long).error
+    assert error["type"] == "ResultNotJSON"
+    assert error["message"].startswith("the result cannot be encoded: Exceeds the limit")
+
+
+def test_python_results_json_holds_as_is_are_kept(tmp_path: Path) -> None:
+    code = (
+        "import collections, enum\n"
+        "class Key(str):\n"
+        "    pass\n"
+        "class Level(enum.IntEnum):\n"
+        "    HIGH = 3\n"
+        "def execute(input):\n"
+        "    return collections.OrderedDict(a=(1, [2.5, None]), b={Key('k'): Level.HIGH})\n"
+    )
+    assert run_as_the_kernel(tmp_path, code).value == {
+        "a": [1, [2.5, None]],
+        "b": {"k": 3},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(' \n[1, {"a": null}]\n ', [1, {"a": None}]), ("NaN", "nan"), ('"\\ud800"', "\ud800")],
+    ids=["white-space", "nan-as-json-reads-it", "lone-surrogate"],
+)
+def test_python_input_decodes_as_json_loads_would(tmp_path: Path, text: str, expected: Any) -> None:
+    code = "def execute(input):\n    return repr(input) if input != input else input\n"
+    assert run_as_the_kernel(tmp_path, code, text).value == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{oops", "Expecting property name"), ("[1] [2]", "Extra data"), ("", "Expecting value")],
+)
+def test_python_bad_input_is_json_s_own_error(tmp_path: Path, text: str, message: str) -> None:
+    error = run_as_the_kernel(tmp_path, IDENTITY["python"], text).error
+    assert error["type"] == "JSONDecodeError"
+    assert error["message"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, True),
+        ([1, "a", 2.5, [[{"k": [{"j": ()}]}]]], True),
+        ({"a": {"b": {"c": {1: 2}}}}, False),
+        ([[1], [{"a": 1}, {2.5: 1}]], False),
+        ({"a": [1, (2, {True: 1})]}, False),
+        ({"a": __import__("collections").OrderedDict(b=1)}, False),  # not sure: the walk decides
+    ],
+)
+def test_keys_are_str_looks_at_every_dict(value: Any, expected: bool) -> None:
+    assert keys_are_str(value) is expected

@@ -1,4 +1,5 @@
-"""Runs one Python stage: `python python_stage.py CELL_FILE NAME`.
+"""Runs one Python stage: `python python_stage.py CELL_FILE NAME` (the kernel
+imports it instead, from bytecode it wrote: see `Language.command`).
 
 The input arrives as JSON on stdin; the envelope leaves on the descriptor named
 by IPYRUNNER_RESULT_FD, so whatever the cell prints never touches the result.
@@ -8,25 +9,34 @@ Standalone on purpose: it runs on any interpreter (venv, Nix), without
 ipyrunner installed, and the kernel imports `unserializable` from it.
 """
 
-from __future__ import annotations
-
-import json
-import math
 import os
 import sys
-import types
 
-# Every import here is paid by every stage call: typing, inspect, traceback
-# and linecache are imported only where needed.
+# Every import here is paid by every stage call, so the success path uses the
+# C half of json only (json itself pulls in re, enum and functools) and no
+# `from __future__`; what only an error needs is imported where it is needed.
+try:
+    from _json import encode_basestring_ascii, make_encoder, make_scanner
+
+    ACCELERATED = True
+except ImportError:  # an interpreter without CPython's accelerator: json's Python layer
+    ACCELERATED = False
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import types
+    from collections.abc import Iterable
     from typing import Any, BinaryIO, NoReturn
 
 PROTOCOL = 1
 JSON_SCALARS = (str, int, float, bool, type(None))
+_LEAVES = frozenset(JSON_SCALARS)
+_WALKED = _LEAVES | {dict, list, tuple}
+_DICT = frozenset((dict,))
+_SEQUENCES = frozenset((list, tuple))
 
 
-def unserializable(value: Any, path: str) -> tuple[str, str] | None:
+def unserializable(value: "Any", path: str) -> "tuple[str, str] | None":
     """The path and type name of the first value JSON cannot hold, if any."""
     try:
         return _walk(value, path, set())
@@ -34,14 +44,16 @@ def unserializable(value: Any, path: str) -> tuple[str, str] | None:
         return path, "structure nested too deeply"
 
 
-def _walk(item: Any, where: str, ancestors: set[int]) -> tuple[str, str] | None:
-    if isinstance(item, float) and not math.isfinite(item):
+def _walk(item: "Any", where: str, ancestors: "set[int]") -> "tuple[str, str] | None":
+    if isinstance(item, float) and item - item != 0.0:  # NaN and the infinities
         return where, f"float {item!r}"
     if isinstance(item, JSON_SCALARS):
         return None
     if id(item) in ancestors:
         return where, "circular reference"
     if isinstance(item, dict):
+        import json
+
         children = []
         for key, child in item.items():
             if not isinstance(key, str):
@@ -62,6 +74,109 @@ def _walk(item: Any, where: str, ancestors: set[int]) -> tuple[str, str] | None:
     return None
 
 
+def keys_are_str(value: "Any") -> bool:
+    """Whether every dict in `value` has str keys only, which `json.dumps` does
+    not check (it writes 1 as "1"). A level of the tree at a time, through C
+    iterators: no Python code runs per item. False also where it cannot tell
+    (a subclass of dict, list or a scalar): `unserializable` decides those.
+    Call it on a value `json.dumps` took, so it has no cycle.
+    """
+    if type(value) in _LEAVES:
+        return True
+    from itertools import chain, compress
+
+    level = [value]
+    while level:
+        types = list(map(type, level))
+        kinds = set(types)
+        if not kinds <= _WALKED:
+            return False
+        if kinds <= _LEAVES:
+            return True
+        dicts: Iterable[Any] = ()
+        sequences: Iterable[Any] = ()
+        if dict in kinds:
+            dicts = (
+                level if len(kinds) == 1 else list(compress(level, map(_DICT.__contains__, types)))
+            )
+            try:
+                "".join(chain.from_iterable(dicts))  # raises TypeError at a key not a str
+            except TypeError:
+                return False
+        if not kinds.isdisjoint(_SEQUENCES):
+            sequences = (
+                level
+                if kinds <= _SEQUENCES
+                else compress(level, map(_SEQUENCES.__contains__, types))
+            )
+        level = list(
+            chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(sequences))
+        )
+    return True
+
+
+_CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": -float("inf")}
+
+
+class _Plain:
+    """What `_json.make_scanner` reads off a JSONDecoder: json.loads' defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+def loads(data: bytes) -> "Any":
+    """`json.loads(data)`, through the C scanner alone when it can."""
+    import gc  # built in: decoding makes no cycles, so collections during it are waste
+
+    text = data.decode("utf-8")
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if ACCELERATED:
+            bare = text.strip(" \t\n\r")  # the same object when there is nothing to strip
+            try:
+                # typeshed names the context's type after the scanner, which has the same fields
+                value, end = make_scanner(_Plain)(bare, 0)  # type: ignore[arg-type]
+            # Bad JSON (the scanner reports it only once json.decoder is imported,
+            # else as a SystemError), or another Python's scanner: json's own answer.
+            except (StopIteration, ValueError, RecursionError, SystemError, AttributeError):
+                end = -1
+            if end == len(bare):
+                return value
+        import json
+
+        return json.loads(text)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _not_json(item: "Any") -> "NoReturn":
+    raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+
+
+def dumps(value: "Any") -> bytes:
+    """`json.dumps(value, allow_nan=False)` as ASCII bytes (escapes keep lone
+    surrogates valid JSON), through the C encoder when there is one."""
+    if ACCELERATED:
+        try:  # json.encoder's own call; markers ({}) catch cycles
+            encode = make_encoder(
+                {}, _not_json, encode_basestring_ascii, None, ": ", ", ", False, False, False
+            )
+        except TypeError:  # another Python's signature
+            pass
+        else:
+            return "".join(encode(value, 0)).encode("ascii")
+    import json
+
+    return json.dumps(value, allow_nan=False).encode("ascii")
+
+
 def _cell_frames(exc: BaseException, filename: str, code: str) -> str:
     import linecache
     import traceback
@@ -75,7 +190,7 @@ def _cell_frames(exc: BaseException, filename: str, code: str) -> str:
     return "".join(lines)
 
 
-def _error(kind: str, message: str, trace: str = "") -> dict[str, Any]:
+def _error(kind: str, message: str, trace: str = "") -> "dict[str, Any]":
     return {
         "ipyrunner": PROTOCOL,
         "ok": False,
@@ -83,10 +198,7 @@ def _error(kind: str, message: str, trace: str = "") -> dict[str, Any]:
     }
 
 
-def _success(value: Any) -> dict[str, Any]:
-    found = unserializable(value, "result")
-    if found is None:
-        return {"ipyrunner": PROTOCOL, "ok": True, "value": value}
+def _not_json_error(found: "tuple[str, str]") -> "dict[str, Any]":
     where, kind = found
     return _error(
         "ResultNotJSON",
@@ -95,21 +207,58 @@ def _success(value: Any) -> dict[str, Any]:
     )
 
 
-async def _awaited(value: Any) -> Any:
+def encode_envelope(envelope: "dict[str, Any]") -> "tuple[bytes, bool]":
+    """The envelope's bytes, and whether it still says ok: a value JSON cannot
+    hold becomes a ResultNotJSON error naming where it is."""
+    value = envelope.get("value")
+    try:
+        data = dumps(envelope)
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN, a set, a cycle, deep nesting
+        found = unserializable(value, "result")
+        if found is None:  # an int too long to print, say
+            return dumps(_error("ResultNotJSON", f"the result cannot be encoded: {exc}")), False
+        return dumps(_not_json_error(found)), False
+    found = None if keys_are_str(value) else unserializable(value, "result")
+    if found is not None:
+        return dumps(_not_json_error(found)), False
+    return data, envelope["ok"]
+
+
+def _compiled(cell_file: str, code: str, filename: str) -> "types.CodeType":
+    # The kernel wrote CELL_FILE + "c" (the cell compiled by its own Python,
+    # behind that Python's magic number) into a directory the stage cannot
+    # write: it spares this process compile()'s one-time set-up (1.5-5 ms).
+    try:
+        with open(cell_file + "c", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        data = b""
+    loader = sys.modules.get("_frozen_importlib_external")  # always loaded: no import
+    magic = getattr(loader, "MAGIC_NUMBER", None)
+    if magic and data[: len(magic)] == magic:
+        import marshal  # built in
+
+        compiled: types.CodeType = marshal.loads(data[len(magic) :])  # noqa: S302
+        if compiled.co_filename == filename:
+            return compiled
+    return compile(code, filename, "exec", dont_inherit=True)
+
+
+async def _awaited(value: "Any") -> "Any":
     return await value
 
 
-def _run(cell_file: str, name: str) -> dict[str, Any]:
+def _run(cell_file: str, name: str) -> "dict[str, Any]":
     filename = f"<stage {name}>"
     with open(cell_file, encoding="utf-8") as handle:
         code = handle.read()
-    module = types.ModuleType("__stage__")
+    module = type(sys)("__stage__")
     module.__file__ = filename
     sys.modules["__stage__"] = module
     sys.argv = [filename]
     try:
-        payload = json.load(sys.stdin)
-        exec(compile(code, filename, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+        payload = loads(sys.stdin.buffer.read())
+        exec(_compiled(cell_file, code, filename), module.__dict__)  # noqa: S102
         execute = module.__dict__.get("execute")
         if not callable(execute):
             return _error("NameError", "the cell defines no function execute(input)")
@@ -118,21 +267,13 @@ def _run(cell_file: str, name: str) -> dict[str, Any]:
             import asyncio  # only async stages pay for the import
 
             value = asyncio.run(_awaited(value))
-        return _success(value)
+        return {"ipyrunner": PROTOCOL, "ok": True, "value": value}
     except Exception as exc:  # the stage's own failure becomes its result
         message = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else str(exc)
         return _error(type(exc).__name__, message, _cell_frames(exc, filename, code))
 
 
-def _encode(envelope: dict[str, Any]) -> bytes:
-    # ASCII escapes keep lone surrogates valid JSON; NaN was refused before.
-    try:
-        return json.dumps(envelope, allow_nan=False).encode("ascii")
-    except (ValueError, RecursionError) as exc:  # an int too long to print, deep nesting
-        return json.dumps(_error("ResultNotJSON", f"the result cannot be encoded: {exc}")).encode()
-
-
-def _leave_quietly(ok: bool) -> NoReturn:
+def _leave_quietly(ok: bool) -> "NoReturn":
     # A child forked inside the cell got here by returning (or raising) from
     # execute: its result is not the stage's, and a second envelope on the
     # shared pipe would spoil the real one. Its output is kept, its exit
@@ -157,10 +298,11 @@ def main() -> None:
     envelope = _run(sys.argv[1], sys.argv[2])
     if os.getpid() != owner:
         _leave_quietly(envelope["ok"])
-    channel.write(_encode(envelope))
+    data, ok = encode_envelope(envelope)
+    channel.write(data)
     channel.close()
     sys.stdout.flush()
-    sys.exit(0 if envelope["ok"] else 1)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
