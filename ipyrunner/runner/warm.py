@@ -19,6 +19,7 @@ from ..process import Completed, Limits
 from ..sandbox.isolation import Attempted
 from ..sinks import Sink
 from .call import CallSpec
+from .request import RunRequest
 from .worker import WorkerSpec, start_worker
 
 
@@ -241,3 +242,26 @@ def close_pools(owner: str | None = None) -> None:
 
 
 atexit.register(close_pools)
+
+
+class WarmRunner:
+    """A `Runner` that serves each attempt from the warm pool of `spec`."""
+
+    def __init__(self, spec: WorkerSpec, idle_s: float, size: int = 1) -> None:
+        self.spec = spec
+        self.idle_s = idle_s
+        self.size = size
+
+    def run(
+        self, request: RunRequest, *, sink: Sink, cancel: threading.Event | None = None
+    ) -> Attempted:
+        if request.stdin is None or request.channel is None:
+            raise ValueError("a warm call needs its input and a result channel")
+        return warm_pool(self.spec, self.idle_s).call(
+            request.stdin,
+            sink=sink,
+            limits=request.options.limits,
+            result_cap=request.channel.cap,
+            cancel=cancel,
+            size=self.size,
+        )

@@ -15,7 +15,6 @@ from typing import Any
 
 from ..config import IPyRunner, settings
 from ..effects import Effects, parse_effects
-from ..environment import child_environment, private_dirs
 from ..errors import (
     InvalidOption,
     InvalidStage,
@@ -28,10 +27,11 @@ from ..paths import project_directory
 from ..presenting import presenter
 from ..process import ChannelSpec, Completed
 from ..requirements import parse_requirements, requirements_in_code
-from ..retry import run_reported
-from ..runner import WorkerSpec, close_pools, warm_pool
+from ..runner import WorkerSpec, close_pools
+from ..runner.request import ONE_SHOT, Runner, RunRequest, run_request
+from ..runner.warm import WarmRunner
 from ..runtimes import Interpreter, choose_runtime, resolve_interpreter
-from ..sandbox.isolation import Attempted, RunNeeds, choose_isolation, run_isolated
+from ..sandbox.isolation import Attempted, choose_isolation
 from ..sinks import NullSink, RunStatus, Sink
 from .envelope import Outcome, decode
 from .languages import WRAPPERS, Language, find_language
@@ -245,47 +245,38 @@ class Stage:
         if warm:
             spec, interpreter = self._warm_worker(options, project, interpreter, config, sink)
         interpreter = interpreter or self.interpreter(config, sink)
-        argv = self.language.command(interpreter.executable)
 
-        def attempt(number: int) -> _Attempt:
-            if spec is not None:
-                ran = warm_pool(spec, config.warm_idle).call(
-                    payload,
-                    sink=sink,
-                    limits=options.limits,
-                    result_cap=config.max_result,
-                    cancel=cancel,
-                    size=workers,
-                )
-                outcome = decode(ran.done, self.language.name, config.max_result, ran.limit)
-                return _Attempt(ran, outcome, warm=True)
-            with private_dirs() as dirs:
-                code_dir = dirs.root / "stage"
-                code_dir.mkdir()
-                cell = self.language.write_program(code_dir, self.numbered_code, self.filename)
-                needs = RunNeeds(
-                    argv=(*argv, str(cell), self.name or "cell"),
-                    env=child_environment(dirs, project),
-                    project=project,
-                    dirs=dirs,
-                    effects=self.effects,
-                    runtime_paths=interpreter.readonly,
-                    readable=(str(code_dir), WRAPPERS),
-                    cwd=dirs.work,
-                )
-                ran = run_isolated(
-                    needs,
-                    options,
-                    sink=sink,
-                    stdin=payload,
-                    channel=ChannelSpec(RESULT_FD_VARIABLE, config.max_result),
-                    cancel=cancel,
-                )
+        def program(code: Path) -> tuple[str, ...]:
+            cell = self.language.write_program(code, self.numbered_code, self.filename)
+            return (str(cell), self.name or "cell")
+
+        request = RunRequest(
+            label=self.label,
+            argv=self.language.command(interpreter.executable),
+            project=project,
+            effects=self.effects,
+            options=options,
+            runtime_paths=tuple(interpreter.readonly),
+            readable=(WRAPPERS,),
+            program=program,
+            private_cwd=True,
+            stdin=payload,
+            channel=ChannelSpec(RESULT_FD_VARIABLE, config.max_result),
+        )
+        runner: Runner = ONE_SHOT if spec is None else WarmRunner(spec, config.warm_idle, workers)
+
+        def judge(ran: Attempted) -> _Attempt:
             outcome = decode(ran.done, self.language.name, config.max_result, ran.limit)
-            return _Attempt(ran, outcome)
+            return _Attempt(ran, outcome, warm=spec is not None)
 
-        last, made, elapsed = run_reported(
-            self.label, sink, options.retry, attempt, retryable=_retryable, failure=_failure
+        last, made, elapsed = run_request(
+            request,
+            sink,
+            judge=judge,
+            retryable=_retryable,
+            failure=_failure,
+            runner=runner,
+            cancel=cancel,
         )
         result = _result(self, last, made, elapsed)
         cap = options.limits.max_output

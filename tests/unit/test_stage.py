@@ -328,5 +328,5 @@ def test_python_stage_runs_the_wrapper_from_the_kernels_bytecode(project: Path) 
     loaded, loader, source = Stage(code)()
     assert loaded == loader
     assert Path(loaded).name == "python_stage.pyc"
-    assert Path(loaded).parent.name == "stage"  # the run's own directory, which it cannot write
+    assert Path(loaded).parent.name == "program"  # the run's own directory, read-only to it
     assert source == str(Path(WRAPPERS) / "python_stage.py")
