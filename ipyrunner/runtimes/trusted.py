@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 from ..config import IPyRunner
 from ..errors import InterpreterNotFound, RuntimeUnavailable
+from ..paths import setting
 from .exposure import Forbidden, collapse
 from .host import host_exposure, host_interpreter
 
 
 def trusted_host_paths(config: IPyRunner) -> tuple[str, ...]:
+    """`host_trees` for what decides them now, computed once per such state."""
+    python = setting("PYTHON_EXECUTABLE")
+    state = (
+        sys.executable,
+        python and (python[0], str(python[1])),
+        config.uv_executable,
+        config.nix_executable,
+        config.venv_cache,
+        tuple(os.environ.get(name, "") for name in _DECIDING),
+        os.getcwd(),
+    )
+    return _cached(state, config)
+
+
+# Besides the settings: where homes, runtime directories and the project are.
+_DECIDING = (
+    "HOME",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "PROJECT_DIRECTORY",
+    "JUPYTER_RUNTIME_DIR",
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(state: object, config: IPyRunner) -> tuple[str, ...]:
+    return host_trees(config)
+
+
+def host_trees(config: IPyRunner) -> tuple[str, ...]:
     """The real (symlink-resolved) trees and files of every interpreter that
     ipyrunner runs on the host: the kernel's Python (its venv and base prefix),
     `PYTHON_EXECUTABLE` from the environment or `.env` when set (the Python uv

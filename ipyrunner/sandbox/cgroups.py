@@ -120,12 +120,34 @@ def _empty(path: Path) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
+STALE_AFTER = 600.0  # seconds an empty run cgroup may stay before it is taken as left over
+
+
+def remove_stale(hierarchy: Hierarchy) -> None:
+    """Remove empty run cgroups left by kernels that were killed mid-run.
+
+    rmdir takes only an empty cgroup; the age spares one another process has
+    just made and not joined yet."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in hierarchy.directory.glob("ipyrunner-*"):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_AFTER:
+                    entry.rmdir()
+
+
+_swept: set[Path] = set()
+
+
 def create_run_cgroup(processes: int | None, memory: int | None) -> RunCgroup | None:
     """A fresh cgroup with the limits that can be set here, or None if none can."""
     wanted = {"pids": processes, "memory": memory}
     run = RunCgroup()
     name = f"ipyrunner-{uuid.uuid4().hex[:12]}"
     for controller, hierarchy in hierarchies().items():
+        if hierarchy.directory not in _swept:  # once per hierarchy and process
+            _swept.add(hierarchy.directory)
+            remove_stale(hierarchy)
         value = wanted[controller]
         if value is None:
             continue

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import hashlib
 import importlib.machinery
 import os
 import stat
@@ -123,10 +122,10 @@ def shadows_installed(module: str, planted_dir: str) -> bool:
 
 @contextlib.contextmanager
 def _locked(layer: WriteLayer) -> Iterator[None]:
-    # Two runs on one tree commit one after the other, never interleaved.
-    key = hashlib.sha256(layer.tree.encode()).hexdigest()[:16]
+    # Commits from one staging area go one after the other, never interleaved
+    # (two runs on one tree included); one lock file, so none pile up.
     fd = os.open(
-        os.path.join(os.path.dirname(layer.root), f"{key}.lock"),
+        os.path.join(os.path.dirname(layer.root), "commit.lock"),
         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
         0o600,
     )

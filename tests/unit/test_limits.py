@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from ipyrunner.config import IPyRunner
 from ipyrunner.errors import InvalidOption, SandboxUnavailable
-from ipyrunner.sandbox.cgroups import Hierarchy, RunCgroup
+from ipyrunner.sandbox.cgroups import STALE_AFTER, Hierarchy, RunCgroup, remove_stale
 from ipyrunner.sandbox.limits import (
     ResourceLimits,
     bwrap_returncode,
@@ -220,3 +221,18 @@ def test_procfs_cover_hides_what_only_the_owner_may_read_and_binds_writable_tree
     assert cover.dirs == (os.path.join(root, "tty/driver"),)
     # /proc/sys is bound read-only anyway; world-writable entries are not root's to guard.
     assert cover.read_only == (os.path.join(root, "irq"),)
+
+
+def test_left_over_empty_run_cgroups_are_removed_and_fresh_or_busy_ones_kept(
+    tmp_path: Path,
+) -> None:
+    hierarchy = Hierarchy("pids", 2, tmp_path)
+    old, fresh, busy = (tmp_path / f"ipyrunner-{n}" for n in ("old", "fresh", "busy"))
+    for path in (old, fresh, busy):
+        path.mkdir()
+    (busy / "cgroup.procs").write_text("1\n")  # rmdir refuses it, as the kernel would
+    stale = time.time() - STALE_AFTER - 5
+    for path in (old, busy):
+        os.utime(path, (stale, stale))
+    remove_stale(hierarchy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ipyrunner-busy", "ipyrunner-fresh"]
