@@ -86,7 +86,7 @@ class ChannelSpec:
 
 
 @dataclass
-class _Output:
+class CappedOutput:
     """Captured bytes of both streams, bounded by the cap in total."""
 
     cap: int
@@ -310,7 +310,7 @@ class _Run:
         self.channel = channel
         self.cancel = cancel
         self.start = time.monotonic()
-        self.output = _Output(limits.max_output)
+        self.output = CappedOutput(limits.max_output)
         self.selector = selectors.DefaultSelector()
         self.streams: dict[int, Stream] = {}
         for stream in ("stdout", "stderr"):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..process import Completed, Limits, _Output
+from ..process import CappedOutput, Completed, Limits
 from ..sinks import Sink
 
 _CHUNK = 65536
@@ -150,7 +150,7 @@ class _Call:
         self, link: Link, child: socket.socket, reads: list[int], spec: CallSpec, number: int
     ) -> None:
         self.link, self.child, self.spec, self.number = link, child, spec, number
-        self.output = _Output(spec.limits.max_output)
+        self.output = CappedOutput(spec.limits.max_output)
         out, err = link.preamble
         self.output.add("stdout", out, spec.sink)
         self.output.add("stderr", err, spec.sink)

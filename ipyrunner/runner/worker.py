@@ -22,8 +22,9 @@ from typing import TypeVar
 from ..effects import Effects
 from ..environment import child_environment, private_dirs
 from ..errors import SandboxUnavailable
-from ..process import Completed, _Output, kill_tree, spawn_worker
-from ..sandbox.isolation import Attempted, Isolated, RunNeeds, isolate, protect, resolve_grants
+from ..process import CappedOutput, Completed, kill_tree, spawn_worker
+from ..sandbox.grants import protect, resolve_grants
+from ..sandbox.isolation import Attempted, Isolated, RunNeeds, isolate
 from ..sandbox.limits import ResourceLimits, bwrap_returncode, limit_hit
 from ..sandbox.protected import Protected
 from .call import CallEnd, CallSpec, Link, Message, receive, run_call, stopped
@@ -274,7 +275,7 @@ def _start(
             proc.wait(call.limits.grace)
     kill_tree(proc)
     returncode = bwrap_returncode(proc.returncode)
-    output = _Output(call.limits.max_output)
+    output = CappedOutput(call.limits.max_output)
     output.add("stdout", _read(out, call.limits.max_output), call.sink)
     output.add("stderr", _read(err, call.limits.max_output), call.sink)
     stdout, stderr = output.finish(call.sink)

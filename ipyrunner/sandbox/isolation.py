@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir, jupyter_runtime_dir
-
 from ..config import ISOLATION_MODES, settings
 from ..effects import Effects
 from ..environment import PrivateDirs, find_program
 from ..errors import InvalidOption, SandboxUnavailable
-from ..paths import resolve_in_project
 from ..process import ChannelSpec, Completed, StartupHook, run_process
 from ..runtimes.trusted import trusted_host_paths
 from ..sinks import Sink
 from .cgroups import RunCgroup, create_run_cgroup
 from .commit import Refused, commit, kernel_import_dirs
+from .grants import Grants, protect, resolve_grants
 from .limits import ResourceLimits, bwrap_returncode, launcher_argv, limit_hit
 from .network import UserNetwork, network_mode, resolver_mounts, user_network
 from .overlay import (
@@ -36,13 +33,12 @@ from .overlay import (
     FIX,
     LAUNCHER_ENV,
     WriteLayer,
-    default_staging,
     mount_argv,
     write_layers,
 )
 from .policy import SANDBOX_UID, Mount, SandboxPolicy, build_bwrap_command, covers, system_mounts
 from .probe import bwrap_status
-from .protected import Protected, find_protected, identity
+from .protected import Protected
 from .seccomp import host_filter
 from .watch import SandboxWatch, sandbox_watch
 
@@ -310,62 +306,6 @@ def _readonly_paths(needs: RunNeeds) -> tuple[str, ...]:
     ipyrunner itself runs on the host."""
     paths = {*needs.runtime_paths, *needs.readable, *trusted_host_paths(settings())}
     return tuple(sorted(p for p in paths if os.path.exists(p)))
-
-
-def hidden_identities() -> list[tuple[int, int]]:
-    """Directories no grant may show, wherever they lie: Jupyter's runtime
-    (kernel connection files and their keys), data and config directories,
-    the user's runtime directory and ipyrunner's own staging and caches."""
-    candidates = [jupyter_runtime_dir(), jupyter_data_dir(), jupyter_config_dir()]
-    candidates += [os.environ.get("XDG_RUNTIME_DIR", ""), os.path.dirname(default_staging())]
-    return [found for path in candidates if path and (found := identity(path))]
-
-
-def protect(trees: Sequence[str]) -> Protected:
-    hidden = hidden_identities()
-    found = Protected()
-    for tree in trees:
-        found = found + find_protected(tree, hidden)
-    return found
-
-
-@dataclass(frozen=True)
-class Grants:
-    read: tuple[str, ...]
-    write: tuple[str, ...]
-
-
-def resolve_grants(effects: Effects, project: Path) -> Grants:
-    """The effects' paths, through the one safe resolver; each must exist. A
-    write grant inside another is covered by it; a home directory is never
-    writable whole (its start-up files and keys would be the run's to change)."""
-
-    def resolve(relative: str, name: str) -> str:
-        target = resolve_in_project(relative, project) if relative else project.resolve()
-        if not target.exists():
-            raise InvalidOption(
-                f"effect {name}:{relative}: no such path in the project directory {project}"
-            )
-        return str(target)
-
-    write = [resolve(p, "fs-write") for p in effects.write]
-    for tree in write:
-        home = next((h for h in home_directories() if covers((tree,), h)), None)
-        if home is not None:
-            raise InvalidOption(
-                f"fs-write on {tree} would let runs change the home directory {home}; "
-                "grant a sub-path (--effects fs-write:PATH) or set PROJECT_DIRECTORY to a "
-                "project inside it"
-            )
-    write = [t for t in write if not any(o != t and covers((o,), t) for o in write)]
-    return Grants(tuple(resolve(p, "fs-read") for p in effects.read), tuple(sorted(set(write))))
-
-
-def home_directories() -> set[str]:
-    homes = {os.path.expanduser("~"), "/root"}
-    with contextlib.suppress(KeyError):
-        homes.add(pwd.getpwuid(os.getuid()).pw_dir)
-    return {os.path.realpath(h) for h in homes if h and h != "/"}
 
 
 def build_policy(

@@ -10,7 +10,8 @@ from ipyrunner.effects import parse_effects
 from ipyrunner.environment import private_dirs
 from ipyrunner.errors import InvalidOption, PathNotAllowed, SandboxUnavailable
 from ipyrunner.sandbox import isolation
-from ipyrunner.sandbox.isolation import RunNeeds, build_policy, choose_isolation, resolve_grants
+from ipyrunner.sandbox.grants import resolve_grants
+from ipyrunner.sandbox.isolation import RunNeeds, build_policy, choose_isolation
 from ipyrunner.sandbox.network import DNS_ADDRESS, pasta_argv
 from ipyrunner.sandbox.policy import Mount, SandboxPolicy, build_bwrap_command
 from ipyrunner.sandbox.probe import BwrapStatus
