@@ -434,23 +434,7 @@ def start_helper(
     log: Path,
 ) -> Helper:
     """Start `argv` beside a run; the caller ends it (`Helper.kill`)."""
-    with open(log, "wb") as out:
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-            raise InterpreterNotFound(
-                f"cannot start {argv[0]!r}: {exc.strerror}; install it or point ipyrunner at it"
-            ) from None
-    return Helper(proc, log)
+    return Helper(_start_detached(argv, env, cwd, log, log, ()), log)
 
 
 def spawn_worker(
@@ -468,7 +452,20 @@ def spawn_worker(
     bwrap's --die-with-parent ties the worker to the calling *thread*: call
     this from a thread that lives as long as the worker may.
     """
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+    return _start_detached(argv, env, cwd, stdout, stderr, pass_fds)
+
+
+def _start_detached(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str],
+    stdout: Path,
+    stderr: Path,
+    pass_fds: Sequence[int],
+) -> subprocess.Popen[bytes]:
+    """A process in a session of its own, no stdin, its output in files (one may
+    serve both)."""
+    with open(stdout, "ab") as out, open(stderr, "ab") as err:
         try:
             return subprocess.Popen(
                 list(argv),
