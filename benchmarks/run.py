@@ -120,6 +120,7 @@ def main() -> None:
         runtimes(stage, rounds, tmp)
         if bwrap_status().usable:
             write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
+        kept_output(Path(tmp))
 
 
 def wrapper_start_up(rounds: int, tmp: Path) -> None:
@@ -271,6 +272,39 @@ def write_path(tmp: Path, rounds: int) -> None:
         print(row(f"script writing {label}, fs-write overlay", boxed, bare))
         for out in project.glob("out*"):
             remove_tree(str(out))
+
+
+KEPT = """
+import resource, sys
+from ipyrunner import run_script
+from ipyrunner.sinks import NullSink
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = run_script("scripts/flood.py", max_output="300M", isolate="none", sink=NullSink())
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(len(result.stdout), grown)
+"""
+
+
+def kept_output(tmp: Path) -> None:
+    """The kernel's peak memory growth for a run that prints 200 MiB, against the
+    output kept: measured in a fresh process, so nothing else moves its peak."""
+    project = tmp / "kept-project"
+    (project / "scripts").mkdir(parents=True)
+    (project / "scripts" / "flood.py").write_text(
+        "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(200 * 1024):\n"
+        "    sys.stdout.write(line)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", KEPT],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PROJECT_DIRECTORY": str(project)},
+    )
+    kept, grown = map(int, done.stdout.split())
+    print(f"kept output {kept / 2**20:.0f} MiB: kernel's peak grew {grown / 2**20:.0f} MiB, "
+          f"ratio {grown / kept:.2f} (target <= 1.1)")  # fmt: skip
 
 
 def _stage_time(stage: Stage, isolate: str, rounds: int) -> float:

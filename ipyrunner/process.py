@@ -87,12 +87,13 @@ class ChannelSpec:
 
 @dataclass
 class CappedOutput:
-    """Captured bytes of both streams, bounded by the cap in total."""
+    """Both streams' text, bounded by the cap (in bytes) in total.
+
+    Only the decoded text is kept, grown in place (its one reference), so what
+    a run printed costs about its own size in the kernel, not that twice over."""
 
     cap: int
-    data: dict[Stream, bytearray] = field(
-        default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()}
-    )
+    texts: dict[Stream, str] = field(default_factory=lambda: {"stdout": "", "stderr": ""})
     decoders: dict[Stream, codecs.IncrementalDecoder] = field(
         default_factory=lambda: {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -110,20 +111,20 @@ class CappedOutput:
             chunk = chunk[:room]
             self.exceeded = True
         self.total += len(chunk)
-        self.data[stream] += chunk
-        text = self.decoders[stream].decode(chunk, final=self.exceeded)
-        if text:
-            sink.write(stream, text)
+        self._keep(stream, self.decoders[stream].decode(chunk, final=self.exceeded), sink)
+
+    def _keep(self, stream: Stream, text: str, sink: Sink) -> None:
+        if not text:
+            return
+        sink.write(stream, text)
+        kept = self.texts.pop(stream)
+        kept += text  # CPython resizes a str in place while this is its only reference
+        self.texts[stream] = kept
 
     def finish(self, sink: Sink) -> tuple[str, str]:
         for stream in ("stdout", "stderr"):
-            tail = self.decoders[stream].decode(b"", final=True)
-            if tail:
-                sink.write(stream, tail)
-        return (
-            self.data["stdout"].decode("utf-8", errors="replace"),
-            self.data["stderr"].decode("utf-8", errors="replace"),
-        )
+            self._keep(stream, self.decoders[stream].decode(b"", final=True), sink)
+        return self.texts["stdout"], self.texts["stderr"]
 
 
 def _signal_group(pgid: int, sig: int) -> None:
