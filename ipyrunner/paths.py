@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path, PurePosixPath
 
@@ -23,10 +24,24 @@ def setting(name: str) -> tuple[str, Path] | None:
         return value, Path.cwd()
     found = find_dotenv(usecwd=True)
     if found:
-        value = dotenv_values(found).get(name)
+        value = _dotenv(found).get(name)
         if value:
             return value, Path(found).parent
     return None
+
+
+def _dotenv(path: str) -> dict[str, str | None]:
+    """The values of the `.env` at `path`, parsed again whenever the file changes."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return {}
+    return _parsed(path, info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: str, inode: int, mtime_ns: int, size: int) -> dict[str, str | None]:
+    return dict(dotenv_values(path))
 
 
 def project_directory() -> Path:

@@ -59,6 +59,8 @@ def run_attempts(
 
     Returns the last result and how many attempts were made.
     """
+    if policy.retries == 0:  # nothing to retry: no retrying machinery per call
+        return attempt(1), 1
     made = 0
 
     def once() -> T:
