@@ -126,3 +126,24 @@ def test_one_overflow_among_many_floats_is_found() -> None:
     outcome = decoded(envelope(f'{{"x": [{floats}, -2e308]}}'))
     assert outcome.error is not None
     assert outcome.error.message.startswith('result["x"][10000] is -2e308, beyond')
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["1" * 300 + "e10", "1" * 310, "1" * 309 + ".5", "0.5e+309", "123e0000307"],
+)
+def test_every_spelling_of_a_float_overflow_is_caught(literal: str) -> None:
+    """A float literal overflows by its exponent, its digits or both: each is caught."""
+    outcome = decoded(envelope(f"[1.5, {literal}]"))
+    expected = json.loads(literal)
+    if isinstance(expected, float) and math.isinf(expected):
+        assert outcome.error is not None
+        assert outcome.error.message.startswith("result[1] is "), outcome.error.message
+    else:  # an int: Python keeps it exact, JSON has no limit on it
+        assert outcome.ok
+        assert outcome.value == [1.5, expected]
+
+
+def test_many_finite_floats_decode_exactly() -> None:
+    values = [i / 7 for i in range(10_000)] + [1e308, -2.5e-300]
+    assert decoded(envelope(json.dumps(values))).value == values
