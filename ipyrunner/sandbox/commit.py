@@ -82,9 +82,7 @@ def commit(
     with _locked(layer):
         upper = os.open(layer.upper, _DIR_FLAGS)
         lower = os.open(layer.tree, _DIR_FLAGS)
-        committer = _Committer(layer.tree, tuple(readonly), report)
-        committer.import_dirs = frozenset(os.path.realpath(d) for d in import_dirs)
-        committer.run(upper, lower)
+        _Committer(layer.tree, tuple(readonly), import_dirs, report).run(upper, lower)
     return report
 
 
@@ -160,11 +158,17 @@ def _listdir(fd: int) -> list[str]:
 
 
 class _Committer:
-    def __init__(self, tree: str, readonly: tuple[str, ...], report: CommitReport) -> None:
+    def __init__(
+        self,
+        tree: str,
+        readonly: tuple[str, ...],
+        import_dirs: Sequence[str],
+        report: CommitReport,
+    ) -> None:
         self.tree = tree
         self.readonly = readonly
+        self.import_dirs = frozenset(os.path.realpath(d) for d in import_dirs)
         self.report = report
-        self.import_dirs: frozenset[str] = frozenset()
 
     def refuse(self, rel: str, reason: str) -> None:
         self.report.refused.append(Refused(os.path.join(self.tree, rel), reason))

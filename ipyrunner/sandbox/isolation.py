@@ -203,9 +203,17 @@ def isolate(
         cgroup = create_run_cgroup(limits.processes, limits.memory)
         isolated: Isolated | None = None
         try:
-            isolated = _sandboxed(needs, limits, cgroup, layers, command[0], args_fd, tmp_size)
-            isolated.startup = watch
-            isolated.pass_fds = (*fds.passed, *watch.pass_fds)
+            launch = _launchers(needs, limits, cgroup, layers, tmp_size)
+            isolated = Isolated(
+                [*launch, command[0], "--args", str(args_fd), "--", *needs.argv],
+                "/",
+                "bwrap",
+                limits,
+                cgroup,
+                env=LAUNCHER_ENV,
+                pass_fds=(*fds.passed, *watch.pass_fds),
+                startup=watch,
+            )
             yield isolated
         finally:
             # Every process of the run is gone before its writes are looked at.
@@ -218,31 +226,15 @@ def isolate(
                     isolated.refused += commit(layer, readonly, imports).refused
 
 
-def _sandboxed(
+def _launchers(
     needs: RunNeeds,
     limits: ResourceLimits,
     cgroup: RunCgroup | None,
     layers: Sequence[WriteLayer],
-    bwrap: str,
-    args_fd: int,
     tmp_size: int,
-) -> Isolated:
-    return Isolated(
-        [
-            *_limits_prefix(limits, cgroup, needs.argv[0], 2 * tmp_size),
-            *mount_argv(layers),
-            bwrap,
-            "--args",
-            str(args_fd),
-            "--",
-            *needs.argv,
-        ],
-        "/",
-        "bwrap",
-        limits,
-        cgroup,
-        env=LAUNCHER_ENV,
-    )
+) -> list[str]:
+    """What runs on the host before bwrap: the limits, then the overlays' mounts."""
+    return [*_limits_prefix(limits, cgroup, needs.argv[0], 2 * tmp_size), *mount_argv(layers)]
 
 
 @contextlib.contextmanager
