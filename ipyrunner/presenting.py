@@ -29,7 +29,7 @@ class DisplaySink(Sink, Protocol):
 class ProgressDisplay(Protocol):
     """Progress of many runs (`Stage.map`), updated from the calling thread."""
 
-    def update(self, done: int, failed: int = 0) -> None: ...
+    def update(self, done: int, failed: int = 0, cancelled: int = 0) -> None: ...
 
     def __enter__(self) -> ProgressDisplay: ...
 
@@ -48,7 +48,7 @@ class Presenter(Protocol):
 
 
 class NullProgress:
-    def update(self, done: int, failed: int = 0) -> None:
+    def update(self, done: int, failed: int = 0, cancelled: int = 0) -> None:
         pass
 
     def __enter__(self) -> NullProgress:

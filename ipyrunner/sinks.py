@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from .result_html import Reported, describe_returncode, isolation_note
 
@@ -57,10 +58,27 @@ class RunStatus:
         return " · ".join(parts)
 
 
+@dataclass(frozen=True)
+class DisplayBundle:
+    """Rich output a run sent to be shown, already checked in the kernel: only safe
+    MIME types, as IPython's `display_data` carries them (images base64 text)."""
+
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """What a display that cannot show pictures shows."""
+        plain = self.data.get("text/plain")
+        return plain if isinstance(plain, str) else f"<{', '.join(sorted(self.data))}>"
+
+
 class Sink(Protocol):
-    """Receives a run's output as it arrives, and its status changes."""
+    """Receives a run's output as it arrives, its rich displays, and its status changes."""
 
     def write(self, stream: Stream, text: str) -> None: ...
+
+    def display(self, bundle: DisplayBundle) -> None: ...
 
     def status(self, status: RunStatus) -> None: ...
 
@@ -69,6 +87,9 @@ class NullSink:
     """Discards everything: a run with no live display."""
 
     def write(self, stream: Stream, text: str) -> None:
+        pass
+
+    def display(self, bundle: DisplayBundle) -> None:
         pass
 
     def status(self, status: RunStatus) -> None:

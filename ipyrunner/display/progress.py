@@ -94,7 +94,7 @@ class WidgetProgress:
         self._last_shown = -math.inf
         self._handle: Any = None
 
-    def update(self, done: int, failed: int = 0) -> None:
+    def update(self, done: int, failed: int = 0, cancelled: int = 0) -> None:
         self.count.counts = (done, failed)
         now = time.monotonic()
         if now - self._last_shown >= self.interval:
@@ -147,7 +147,7 @@ class TextProgress:
         self._last_write = -math.inf
         self._open_line = 0  # length of a terminal line not ended yet, to overwrite
 
-    def update(self, done: int, failed: int = 0) -> None:
+    def update(self, done: int, failed: int = 0, cancelled: int = 0) -> None:
         self.count.counts = (done, failed)
         now = time.monotonic()
         if self.count.counts == self._shown or now - self._last_write < self.interval:

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TextIO
 
 from ..errors import InvalidOption
-from ..sinks import RunStatus, Stream
+from ..sinks import DisplayBundle, RunStatus, Stream
 
 
 class TextSink:
@@ -43,6 +43,10 @@ class TextSink:
                 f"[ipyrunner: output beyond {self.limit} characters not shown;"
                 " the result holds up to max_output]"
             )
+
+    def display(self, bundle: DisplayBundle) -> None:
+        text = bundle.text
+        self.write("stdout", text if text.endswith("\n") else text + "\n")
 
     def status(self, status: RunStatus) -> None:
         # "running" is left out to keep the text quiet; retries and the end are news.

@@ -15,7 +15,7 @@ import ipywidgets
 from IPython import display as ipython_display
 
 from ..errors import InvalidOption
-from ..sinks import RunStatus, Stream
+from ..sinks import DisplayBundle, RunStatus, Stream
 from .choose import update_interval, widget_bundle
 from .tail import Tail
 
@@ -61,6 +61,10 @@ class WidgetSink:
             self._tail.add(stream, text)
             self._pending = True
         self._flush(wait=False)
+
+    def display(self, bundle: DisplayBundle) -> None:
+        show: Callable[..., Any] = ipython_display.display  # untyped in IPython
+        show(dict(bundle.data), metadata=dict(bundle.metadata), raw=True)
 
     def status(self, status: RunStatus) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from ..environment import find_program
 from ..errors import RuntimeUnavailable
 from ..process import Limits, run_process
 from ..requirements import Requirement
-from ..sinks import RunStatus, Sink, Stream
+from ..sinks import DisplayBundle, RunStatus, Sink, Stream
 from . import Interpreter
 from .exposure import Forbidden, collapse
 from .host import check_links, host_interpreter, python_installation
@@ -179,6 +179,9 @@ class BuildLog:
     def write(self, stream: Stream, text: str) -> None:
         if stream == "stderr":
             self.sink.write(stream, text)
+
+    def display(self, bundle: DisplayBundle) -> None:
+        self.sink.display(bundle)
 
     def status(self, status: RunStatus) -> None:
         self.sink.status(status)

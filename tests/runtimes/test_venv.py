@@ -9,7 +9,7 @@ from ipyrunner import RuntimeUnavailable, Stage
 from ipyrunner.config import IPyRunner
 from ipyrunner.requirements import parse_requirements
 from ipyrunner.runtimes import venv
-from ipyrunner.sinks import RunStatus, Stream
+from ipyrunner.sinks import DisplayBundle, RunStatus, Stream
 
 SIX = "# requires: six==1.16.0\nimport six\ndef execute(input):\n    return six.__version__\n"
 
@@ -21,6 +21,9 @@ class Recorder:
 
     def write(self, stream: Stream, text: str) -> None:
         self.text.append(text)
+
+    def display(self, bundle: DisplayBundle) -> None:
+        pass
 
     def status(self, status: RunStatus) -> None:
         self.states.append(status.label)

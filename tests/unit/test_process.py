@@ -13,7 +13,7 @@ import pytest
 
 from ipyrunner.errors import InterpreterNotFound
 from ipyrunner.process import Completed, Limits, run_process, start_helper
-from ipyrunner.sinks import RunStatus, Stream
+from ipyrunner.sinks import DisplayBundle, RunStatus, Stream
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PY = sys.executable
@@ -25,6 +25,9 @@ class Recorder:
 
     def write(self, stream: Stream, text: str) -> None:
         self.chunks.append((stream, text, time.monotonic()))
+
+    def display(self, bundle: DisplayBundle) -> None:
+        pass
 
     def status(self, status: RunStatus) -> None:
         pass

@@ -14,7 +14,7 @@ from ipyrunner.options import RunOptions
 from ipyrunner.process import Completed
 from ipyrunner.runner.request import RunRequest, run_request
 from ipyrunner.sandbox.isolation import Attempted
-from ipyrunner.sinks import RunStatus, Sink, Stream
+from ipyrunner.sinks import DisplayBundle, RunStatus, Sink, Stream
 
 
 class Recorder(Sink):
@@ -22,6 +22,9 @@ class Recorder(Sink):
         self.states: list[RunStatus] = []
 
     def write(self, stream: Stream, text: str) -> None:
+        pass
+
+    def display(self, bundle: DisplayBundle) -> None:
         pass
 
     def status(self, status: RunStatus) -> None:
