@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +68,8 @@ class PrivateDirs:
 
 @contextmanager
 def private_dirs() -> Iterator[PrivateDirs]:
+    """A run's private directories, under a fresh name never used again; removed
+    after the run by one background thread, so no call waits for it."""
     root = Path(tempfile.mkdtemp(prefix="ipyrunner-"))
     try:
         dirs = PrivateDirs(root=root, home=root / "home", tmp=root / "tmp", work=root / "work")
@@ -72,7 +77,50 @@ def private_dirs() -> Iterator[PrivateDirs]:
             directory.mkdir(mode=0o700)
         yield dirs
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        _REMOVER.remove(root)
+
+
+class _Remover:
+    """Removes trees in order on one daemon thread; `drain()` waits for all of
+    them (at exit too, so a finished kernel leaves none behind)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    def remove(self, root: Path) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._work, name="ipyrunner-remove", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(root)
+
+    def drain(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0, timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            root = self._queue.get()
+            shutil.rmtree(root, ignore_errors=True)
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+
+_REMOVER = _Remover()
+atexit.register(_REMOVER.drain)
+
+
+def removed() -> None:
+    """Wait until every finished run's private directories are gone."""
+    _REMOVER.drain()
 
 
 def child_environment(

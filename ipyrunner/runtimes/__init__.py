@@ -8,6 +8,7 @@ calls find the result cached and start no installer.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,8 +16,8 @@ from ..config import RUNTIMES, IPyRunner
 from ..errors import InvalidOption, InvalidRequirement
 from ..requirements import Requirement
 from ..sinks import Sink
-from .host import host_interpreter, host_runtime_paths
-from .trusted import trusted_host_paths
+from .host import host_interpreter, host_program, host_runtime_paths
+from .trusted import host_state, trusted_host_paths
 
 RUNTIME_NAMES = RUNTIMES
 
@@ -75,8 +76,20 @@ def resolve_interpreter(
         from .nix import nix_interpreter
 
         return nix_interpreter(language, requirements, config, sink)
-    executable = host_interpreter(language, config)
-    return Interpreter(executable, host_runtime_paths(executable, language), "host", executable)
+    key = (language, host_state(config))
+    found = _host_resolved.get(key)
+    if found is None or not os.path.exists(found.executable):
+        exposure = host_program(language, config)
+        found = Interpreter(exposure.executable, exposure.readonly, "host", exposure.executable)
+        if len(_host_resolved) >= 64:
+            _host_resolved.clear()
+        _host_resolved[key] = found
+    return found
+
+
+# The host interpreter per state that decides it (`host_state`): a call pays for
+# the exposure walk (links, prefixes, ELF dependencies) only when that changes.
+_host_resolved: dict[tuple[str, tuple[object, ...]], Interpreter] = {}
 
 
 __all__ = [

@@ -46,7 +46,12 @@ class PythonInstallation:
 def host_interpreter(language: str, config: IPyRunner) -> str:
     """The executable for `language`, configured or found on a minimal PATH, as
     the path to run (a symlink outside the installation is resolved)."""
-    return host_exposure(_configured(language, config), language).executable
+    return host_program(language, config).executable
+
+
+def host_program(language: str, config: IPyRunner) -> HostExposure:
+    """The interpreter for `language` and what of the host a sandbox exposes for it."""
+    return host_exposure(_configured(language, config), language)
 
 
 def _configured(language: str, config: IPyRunner) -> str:

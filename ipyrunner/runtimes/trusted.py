@@ -15,17 +15,24 @@ from .host import host_exposure, host_interpreter
 
 def trusted_host_paths(config: IPyRunner) -> tuple[str, ...]:
     """`host_trees` for what decides them now, computed once per such state."""
+    return _cached(host_state(config), config)
+
+
+def host_state(config: IPyRunner) -> tuple[object, ...]:
+    """What decides which host interpreters and trees a run uses, and what of the
+    host they may expose: equal states give equal answers (cheap to compute)."""
     python = setting("PYTHON_EXECUTABLE")
-    state = (
+    return (
         sys.executable,
         python and (python[0], str(python[1])),
         config.uv_executable,
         config.nix_executable,
+        config.node_executable,
+        config.bash_executable,
         config.venv_cache,
         tuple(os.environ.get(name, "") for name in _DECIDING),
         os.getcwd(),
     )
-    return _cached(state, config)
 
 
 # Besides the settings: where homes, runtime directories and the project are.

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ipyrunner.environment import child_environment, parse_forwards, private_dirs
+from ipyrunner.environment import child_environment, parse_forwards, private_dirs, removed
 from ipyrunner.errors import InvalidOption
 
 
@@ -32,6 +32,7 @@ def test_private_dirs_are_removed_after_the_run() -> None:
     with private_dirs() as dirs:
         (dirs.home / "cache").write_text("x")
         home = dirs.home
+    removed()
     assert not home.exists()
 
 
