@@ -13,6 +13,7 @@ from typing import Any
 from .config import IPyRunner
 from .display.presenter import DisplayPresenter
 from .errors import (
+    EngineUnavailable,
     InterpreterNotFound,
     InvalidOption,
     InvalidRequirement,
@@ -35,13 +36,13 @@ from .errors import (
 from .presenting import use_presenter
 from .scripts import RunResult, run_script
 from .stages import Stage, StageResult
-
-__version__ = "0.1.0"
+from .version import __version__
 
 # Runs started from the Python API show their output like the magics' runs.
 use_presenter(DisplayPresenter())
 
 __all__ = [
+    "EngineUnavailable",
     "IPyRunner",
     "InterpreterNotFound",
     "InvalidOption",
@@ -64,6 +65,7 @@ __all__ = [
     "StageResult",
     "StageTimeout",
     "UnsupportedScript",
+    "__version__",
     "load_ipython_extension",
     "run_script",
     "unload_ipython_extension",

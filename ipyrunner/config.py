@@ -110,6 +110,12 @@ class IPyRunner(SingletonConfigurable):
     map_workers = Int(0, help="Parallel runs of Stage.map; 0 means one per CPU core.").tag(
         config=True
     )
+    map_engine = Enum(
+        ["local", "dask"],
+        "local",
+        help="Where Stage.map runs when no engine is given: local threads, or the default "
+        "Dask client's cluster (distributed.get_client()).",
+    ).tag(config=True)
     display = Enum(
         ["auto", "widget", "text", "none"],
         "auto",

@@ -51,6 +51,11 @@ class SandboxUnavailable(RunnerError):
     """Isolation was required but bubblewrap cannot be used on this host."""
 
 
+class EngineUnavailable(RunnerError):
+    """A map's engine (a Dask cluster) cannot run it: unreachable, no workers, or a
+    worker without ipyrunner, its version, a sandbox or the project."""
+
+
 class InvalidStage(RunnerError, ValueError):
     """A stage's code cannot run: unknown language, no `execute`, a syntax error."""
 

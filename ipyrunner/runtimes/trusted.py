@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 
 from ..config import IPyRunner
 from ..errors import InterpreterNotFound, RuntimeUnavailable
@@ -14,8 +15,15 @@ from .host import host_exposure, host_interpreter
 
 
 def trusted_host_paths(config: IPyRunner) -> tuple[str, ...]:
-    """`host_trees` for what decides them now, computed once per such state."""
-    return _cached(host_state(config), config)
+    """`host_trees` for what decides them now, computed once per such state (by
+    one thread: a map's first calls all ask at once, and what they look up, such
+    as `sysconfig`'s first read, is not safe to do from several threads)."""
+    state = host_state(config)
+    with _lock:
+        return _cached(state, config)
+
+
+_lock = threading.Lock()
 
 
 def host_state(config: IPyRunner) -> tuple[object, ...]:

@@ -38,6 +38,7 @@ class StageResult:
     runtime: str = "host"
     refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
     warm: bool = False  # served by a warm worker (a fork of one that imported the stage)
+    worker: str | None = None  # in a map: "local", or the Dask worker's address
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,6 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,6 @@ from ..effects import Effects, parse_effects
 from ..errors import (
     InvalidOption,
     InvalidStage,
-    OutputLimitExceeded,
-    ResultDecodeError,
-    StageFailed,
 )
 from ..options import RunOptions
 from ..paths import project_directory
@@ -95,11 +91,12 @@ class Stage:
         runtime: str = "auto",
         line_offset: int = 0,
         warm: bool | None = None,
+        config: IPyRunner | None = None,
         **limits: Any,
     ) -> None:
         if name is not None and not name.isidentifier():
             raise InvalidStage(f"invalid stage name {name!r}: use a Python identifier")
-        config = settings()
+        config = config or settings()
         RunOptions.from_settings(config, **limits)  # bad options fail before anything runs
         self.code = code
         self.language: Language = find_language(language)
@@ -152,6 +149,47 @@ class Stage:
     def __repr__(self) -> str:
         return f"<Stage {self.name or '(unnamed)'} · {self.language.name} · {self.id[:12]}>"
 
+    def spec(self) -> dict[str, Any]:
+        """The stage as a plain value, all a cluster's worker rebuilds it from."""
+        return {
+            "code": self.code,
+            "language": self.language.name,
+            "effects": self.effects.canonical(),
+            "requires": [str(r) for r in self.requirements],
+            "name": self.name,
+            "runtime": self.runtime,
+            "line_offset": self.line_offset,
+            "warm": self.warm,
+            "limits": dict(self.limits),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], config: IPyRunner | None = None) -> Stage:
+        """The stage `spec()` describes, checked again as `Stage(...)` checks it."""
+        return cls(
+            spec["code"],
+            spec["language"],
+            effects=spec["effects"],
+            requires=spec["requires"],
+            name=spec["name"],
+            runtime=spec["runtime"],
+            line_offset=spec["line_offset"],
+            warm=spec["warm"],
+            config=config,
+            **spec["limits"],
+        )
+
+    def options(self, config: IPyRunner | None = None) -> RunOptions:
+        """The run options of a call: the settings with this stage's own on top."""
+        return RunOptions.from_settings(config or settings(), **self.limits)
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether running a call twice is harmless: it neither writes project files
+        nor reaches the network (an engine re-runs a call whose worker was lost)."""
+        effects = self.effects
+        return not (effects.write or effects.network or effects.host_network)
+
     def __call__(self, input: Any = None) -> Any:
         return self.run(input).check().value
 
@@ -178,25 +216,25 @@ class Stage:
         config: IPyRunner | None = None,
         quiet: bool = False,
         warm: bool | None = None,
+        engine: object = None,
+        results: bool = False,
     ) -> list[Any]:
         """The values of the stage over `inputs`, in input order, run in parallel,
         by warm workers unless `warm` (or the stage's own `warm`) is False.
 
-        The first failure cancels what is still running and raises its error,
-        naming the input's index.
+        `engine`: None (`IPyRunner.map_engine`), "local" (threads here), "dask"
+        (the default `distributed` client), a scheduler address or a `Client`.
+        The first failure cancels what is still to run and raises its error,
+        naming the input's index. `results=True` gives the `StageResult`s.
         """
+        from ..engines import run_map
+
         config = config or settings()
-        payloads = []
-        for index, item in enumerate(inputs):
-            try:
-                payloads.append(encode_input(item))
-            except InvalidOption as exc:
-                raise InvalidOption(f"inputs[{index}]: {exc}") from None
-        count = workers or config.map_workers or os.cpu_count() or 1
-        if count < 1:
-            raise InvalidOption(f"invalid workers {workers!r}: it must be 1 or more")
         warm = warm if warm is not None else self.warm is not False
-        return _map(self, payloads, min(count, max(len(payloads), 1)), config, quiet, warm)
+        done = run_map(
+            self, inputs, workers=workers, warm=warm, engine=engine, config=config, quiet=quiet
+        )
+        return list(done) if results else [result.value for result in done]
 
     def close(self) -> None:
         """End this stage's warm workers (a later warm call starts new ones)."""
@@ -238,9 +276,10 @@ class Stage:
         interpreter: Interpreter | None = None,
         warm: bool = False,
         workers: int = 1,
+        project: Path | None = None,
     ) -> StageResult:
         options = RunOptions.from_settings(config, **self.limits)
-        project = project_directory()
+        project = project or project_directory()
         spec: WorkerSpec | None = None
         if warm:
             spec, interpreter = self._warm_worker(options, project, interpreter, config, sink)
@@ -354,53 +393,3 @@ def _warm_spec(
         resources=options.resources,
         tmp_size=options.tmp_size,
     )
-
-
-def _map(
-    stage: Stage,
-    payloads: list[bytes],
-    workers: int,
-    config: IPyRunner,
-    quiet: bool,
-    warm: bool = True,
-) -> list[Any]:
-    results: list[StageResult | None] = [None] * len(payloads)
-    cancel = threading.Event()
-    silent = NullSink()
-    with presenter().sink(quiet=quiet) as shown:  # an install shows once, before the runs
-        interpreter = stage.interpreter(config, shown)
-    label = f"map {stage.name or stage.language.name}"
-    with (
-        presenter().progress(len(payloads), label, quiet=quiet) as progress,
-        ThreadPoolExecutor(workers, thread_name_prefix="ipyrunner-map") as pool,
-    ):
-        futures: dict[Future[StageResult], int] = {
-            pool.submit(
-                stage._run, payload, silent, config, cancel, interpreter, warm, workers
-            ): index
-            for index, payload in enumerate(payloads)
-        }
-        pending: set[Future[StageResult]] = set(futures)
-        failed: list[int] = []
-        try:
-            while pending and not failed:
-                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index = futures[future]
-                    result = results[index] = future.result()
-                    if not result.ok:
-                        failed.append(index)
-                progress.update(len(payloads) - len(pending), len(failed))
-        finally:
-            cancel.set()  # also on an interrupt: every run still going is killed
-            for future in pending:
-                future.cancel()
-    if failed:
-        index = min(failed)
-        bad = results[index]
-        assert bad is not None
-        try:
-            bad.check()
-        except (StageFailed, ResultDecodeError, OutputLimitExceeded) as exc:
-            raise type(exc)(f"map input [{index}]: {exc}", bad) from None
-    return [result.value for result in results if result is not None]
