@@ -15,6 +15,7 @@
    trivial cell, no sandbox) vs the bare interpreter with the same flags.
 7. Large values: a 10 MB JSON list into an echo stage and back vs `json.dumps`
    + `json.loads` of it in this process (rows of a table, and plain floats).
+8. `Stage.map` on a Dask LocalCluster: 2 workers vs 1, and against a local map.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def main() -> None:
         if bwrap_status().usable:
             write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
         kept_output(Path(tmp))
+    from engines import main as engine_rows  # benchmarks/engines.py, beside this file
+
+    engine_rows(int(os.environ.get("BENCH_ENGINE_ROUNDS", "3")))
 
 
 def wrapper_start_up(rounds: int, tmp: Path) -> None:

@@ -212,14 +212,19 @@ class DaskBatch:
         stage = job.stage
         prefix = f"ipyrunner-{stage.name or stage.language.name}-{self.map_id}"
         keys = [f"{prefix}-{i}" for i in range(len(job.payloads))]
+        # What every call shares goes to the workers once, not inside each task.
+        shared = client.scatter(
+            {"spec": stage.spec(), "settings": config_values(job.config)},
+            broadcast=True,
+            hash=False,
+        )
         futures = client.map(
             run_call,
             range(len(job.payloads)),
             job.payloads,
             key=keys,
             pure=False,
-            spec=stage.spec(),
-            settings=config_values(job.config),
+            shared=shared,
             project=str(project),
             map_id=self.map_id,
             warm=job.warm,
@@ -229,6 +234,7 @@ class DaskBatch:
         self._pending = set(futures)
         self._completed = as_completed(futures, loop=client.loop)
         self._stage = stage
+        self._shared = shared  # held while the map goes on
 
     def finished(self, timeout: float) -> Iterable[tuple[int, StageResult]]:
         deadline = time.monotonic() + timeout
@@ -323,8 +329,7 @@ def run_call(
     index: int,
     payload: bytes,
     *,
-    spec: dict[str, Any],
-    settings: dict[str, Any],
+    shared: dict[str, Any],
     project: str,
     map_id: str,
     warm: bool,
@@ -334,7 +339,7 @@ def run_call(
     from distributed import Event, get_worker
 
     worker = get_worker()
-    stage, config = _rebuilt(spec, settings)
+    stage, config = _rebuilt(shared["spec"], shared["settings"])
     if not repeatable:
         started = Event(f"ipyrunner-started-{map_id}-{index}")
         if started.is_set():  # this call ran on a worker that was lost: never twice
