@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,9 @@ _INSTALL = f"pip install 'ipyrunner[dask]=={__version__}'"
 _CANCEL_POLL_S = 0.5
 # How often the client looks for finished calls while it waits.
 _POLL_S = 0.005
+# A task's calls: as many as take about TASK_S seconds, at most MAX_CHUNK.
+TASK_S = 0.25
+MAX_CHUNK = 64
 
 
 def dask_engine(engine: object) -> DaskEngine:
@@ -202,7 +205,14 @@ def project_fingerprint(project: Path) -> str:
 
 
 class DaskBatch:
-    """The calls as futures; cancelling also stops those already running."""
+    """The calls as tasks of a few calls each, submitted as earlier ones finish.
+
+    A task costs the scheduler about a millisecond, more than a warm call: the
+    first tasks hold one call each, later ones as many as take `TASK_S` at the
+    speed seen so far, and never more than `2 x` the cluster's threads are in
+    flight, so slow calls still spread over every worker and the progress bar
+    moves. Cancelling also stops the calls already running.
+    """
 
     def __init__(self, client: Client, job: MapJob, project: Path) -> None:
         from distributed import as_completed
@@ -210,31 +220,54 @@ class DaskBatch:
         self.client = client
         self.map_id = uuid.uuid4().hex
         stage = job.stage
-        prefix = f"ipyrunner-{stage.name or stage.language.name}-{self.map_id}"
-        keys = [f"{prefix}-{i}" for i in range(len(job.payloads))]
+        self._stage = stage
+        self._payloads = job.payloads
+        self._prefix = f"ipyrunner-{stage.name or stage.language.name}-{self.map_id}"
         # What every call shares goes to the workers once, not inside each task.
-        shared = client.scatter(
+        self._shared = client.scatter(
             {"spec": stage.spec(), "settings": config_values(job.config)},
             broadcast=True,
             hash=False,
         )
-        futures = client.map(
-            run_call,
-            range(len(job.payloads)),
-            job.payloads,
-            key=keys,
-            pure=False,
-            shared=shared,
-            project=str(project),
-            map_id=self.map_id,
-            warm=job.warm,
-            repeatable=stage.repeatable,
-        )
-        self._index: dict[Future[StageResult], int] = {f: i for i, f in enumerate(futures)}
-        self._pending = set(futures)
-        self._completed = as_completed(futures, loop=client.loop)
-        self._stage = stage
-        self._shared = shared  # held while the map goes on
+        self._options = {
+            "project": str(project),
+            "map_id": self.map_id,
+            "warm": job.warm,
+            "repeatable": stage.repeatable,
+        }
+        self._todo = deque(range(len(job.payloads)))
+        self._inflight: dict[Future[list[tuple[int, StageResult]]], list[int]] = {}
+        self._most = 2 * max(1, sum(client.nthreads().values()))
+        self._seconds = 0.0  # calls' time so far, and how many calls
+        self._calls = 0
+        self._tasks = 0
+        self._completed = as_completed(loop=client.loop)
+        self._submit()
+
+    def _chunk(self) -> int:
+        if self._calls == 0:
+            return 1
+        each = max(self._seconds / self._calls, 1e-4)
+        return max(1, min(MAX_CHUNK, int(TASK_S / each)))
+
+    def _submit(self) -> None:
+        while self._todo and len(self._inflight) < self._most:
+            size = min(self._chunk(), max(1, len(self._todo) // self._most))
+            indexes = [self._todo.popleft() for _ in range(min(size, len(self._todo)))]
+            key = f"{self._prefix}-{self._tasks}"
+            self._tasks += 1
+            future = self.client.submit(
+                run_calls,
+                indexes,
+                [self._payloads[i] for i in indexes],
+                key=key,
+                pure=False,
+                task=key,
+                shared=self._shared,
+                **self._options,
+            )
+            self._inflight[future] = indexes
+            self._completed.add(future)
 
     def finished(self, timeout: float) -> Iterable[tuple[int, StageResult]]:
         deadline = time.monotonic() + timeout
@@ -242,34 +275,49 @@ class DaskBatch:
         while not done and time.monotonic() < deadline:
             time.sleep(_POLL_S)
             done = self._completed.next_batch(block=False)
-        found = []
-        for future in sorted(done, key=self._index.__getitem__):
-            self._pending.discard(future)
-            found.append((self._index[future], self._collect(future)))
+        found: list[tuple[int, StageResult]] = []
+        for future in done:
+            indexes = self._inflight.pop(future, None)
+            if indexes is None:  # cancelled already
+                continue
+            found += self._collect(future, indexes)
             future.release()
-        return found
+        for _, result in found:
+            self._seconds += result.duration_s
+            self._calls += 1
+        if not any(not result.ok for _, result in found):
+            self._submit()
+        return sorted(found, key=lambda item: item[0])
 
-    def _collect(self, future: Future[StageResult]) -> StageResult:
+    def _collect(
+        self, future: Future[list[tuple[int, StageResult]]], indexes: list[int]
+    ) -> list[tuple[int, StageResult]]:
         if future.status == "finished":
-            result = future.result()
-            assert isinstance(result, StageResult)
-            return result
+            results = future.result()
+            assert isinstance(results, list)
+            # A chunk stops at its first failure: the rest of it is left to cancel.
+            ran = {index for index, _ in results}
+            self._todo.extendleft(reversed([i for i in indexes if i not in ran]))
+            return results
         try:
             error = future.exception()
         except BaseException as exc:  # a cancelled future raises here
             error = exc
-        return engine_failure(self._stage, error)
+        failed = engine_failure(self._stage, error)
+        return [(index, failed) for index in indexes]
 
     def cancel(self) -> int:
         from distributed import Event
 
-        stopped = len([future for future in self._pending if not future.done()])
+        stopped = len(self._todo) + sum(map(len, self._inflight.values()))
         try:
-            Event(f"ipyrunner-cancel-{self.map_id}", client=self.client).set()
-            self.client.cancel(list(self._pending))
+            if self._inflight:
+                Event(f"ipyrunner-cancel-{self.map_id}", client=self.client).set()
+                self.client.cancel(list(self._inflight))
         except (OSError, TimeoutError):  # the cluster is gone: nothing of it runs on
             pass
-        self._pending = set()
+        self._todo.clear()
+        self._inflight.clear()
         return stopped
 
 
@@ -325,49 +373,57 @@ def _rebuilt(spec: dict[str, Any], settings: dict[str, Any]) -> tuple[Stage, IPy
     return built
 
 
-def run_call(
-    index: int,
-    payload: bytes,
+def run_calls(
+    indexes: list[int],
+    payloads: list[bytes],
     *,
+    task: str,
     shared: dict[str, Any],
     project: str,
     map_id: str,
     warm: bool,
     repeatable: bool,
-) -> StageResult:
-    """One call of a map, on a worker."""
-    from distributed import Event, get_worker
+) -> list[tuple[int, StageResult]]:
+    """Calls of a map, one after another on a worker, up to the first failure."""
+    from distributed import get_client, get_worker
 
     worker = get_worker()
     stage, config = _rebuilt(shared["spec"], shared["settings"])
-    if not repeatable:
-        started = Event(f"ipyrunner-started-{map_id}-{index}")
-        if started.is_set():  # this call ran on a worker that was lost: never twice
-            return dataclasses.replace(
-                engine_failure(
-                    stage,
-                    RuntimeError(
-                        "the worker running this call was lost, and a stage with network or "
-                        "fs-write effects is not run twice; fix: run the map again"
-                    ),
-                ),
-                worker=worker.address,
-            )
-        started.set()
-    watch = _map_watch(map_id)
-    try:
-        result = stage._run(
-            payload,
-            NullSink(),
-            config,
-            watch.cancelled,
-            warm=warm,
-            workers=max(1, worker.state.nthreads),
-            project=Path(project),
+    # The scheduler counts the workers that died while they ran this task.
+    if not repeatable and get_client().run_on_scheduler(_lost_while_running, task):
+        lost = engine_failure(
+            stage,
+            RuntimeError(
+                "the worker running this call was lost, and a stage with network or "
+                "fs-write effects is not run twice; fix: run the map again"
+            ),
         )
+        lost = dataclasses.replace(lost, worker=worker.address)
+        return [(index, lost) for index in indexes]
+    watch = _map_watch(map_id)
+    done = []
+    try:
+        for index, payload in zip(indexes, payloads, strict=True):
+            result = stage._run(
+                payload,
+                NullSink(),
+                config,
+                watch.cancelled,
+                warm=warm,
+                workers=max(1, worker.state.nthreads),
+                project=Path(project),
+            )
+            done.append((index, dataclasses.replace(result, worker=worker.address)))
+            if not result.ok or watch.cancelled.is_set():
+                break
     finally:
         watch.leave()
-    return dataclasses.replace(result, worker=worker.address)
+    return done
+
+
+def _lost_while_running(key: str, dask_scheduler: Any = None) -> int:
+    task = dask_scheduler.tasks.get(key) if dask_scheduler is not None else None
+    return int(getattr(task, "suspicious", 0) or 0)
 
 
 class _MapWatch:
@@ -390,9 +446,12 @@ class _MapWatch:
     def _watch(self) -> None:
         from distributed import Event
 
+        # Polled, not waited on: a wait held open on the scheduler outlives the map
+        # and is cut off, noisily, when the cluster closes.
         try:
             flag = Event(f"ipyrunner-cancel-{self.map_id}", client=self.client)
-            while not flag.wait(timeout=_CANCEL_POLL_S):
+            while not flag.is_set():
+                time.sleep(_CANCEL_POLL_S)
                 with _watches_lock:
                     if self.active == 0 and time.monotonic() - self.last_used > _WATCH_IDLE_S:
                         return
@@ -407,7 +466,7 @@ class _MapWatch:
 
 _watches: dict[str, _MapWatch] = {}
 _watches_lock = threading.Lock()
-_WATCH_IDLE_S = 30.0
+_WATCH_IDLE_S = 2.0  # how long a watch outlives its map's last call here
 
 
 def _map_watch(map_id: str) -> _MapWatch:
