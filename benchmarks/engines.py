@@ -22,8 +22,8 @@ def main(rounds: int) -> None:
     stage = Stage("def execute(x):\n    return x + 1\n", name="trivial")
     inputs = list(range(CALLS))
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as two,
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as one,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as two,
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as one,
         Client(two, set_as_default=False) as on_two,
         Client(one, set_as_default=False) as on_one,
     ):

@@ -23,13 +23,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+
+from timing import interleaved, median_seconds, row
 
 from ipyrunner import Stage, run_script
 from ipyrunner.config import settings
@@ -43,33 +44,6 @@ from ipyrunner.stages.languages import find_language
 FLAKE = Path(__file__).resolve().parents[1] / "tests" / "nixflake"
 
 ENV = {"PATH": "/usr/bin:/bin"}
-
-
-def median_seconds(action: Callable[[], object], rounds: int) -> float:
-    action()  # warm caches
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved(
-    first: Callable[[], object], second: Callable[[], object], rounds: int
-) -> tuple[float, float]:
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(rounds):
-        for action, into in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
-            action()
-            into.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
-def row(label: str, seconds: float, base: float | None = None) -> str:
-    ratio = f"   ratio {seconds / base:5.2f}" if base else ""
-    return f"{label:<44}{seconds * 1e3:9.2f} ms{ratio}"
 
 
 def main() -> None:
@@ -122,9 +96,14 @@ def main() -> None:
         if bwrap_status().usable:
             write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
         kept_output(Path(tmp))
-    from engines import main as engine_rows  # benchmarks/engines.py, beside this file
+    # The other files beside this one, each a part of the table.
+    from display import main as display_rows  # messages under a flood
+    from engines import main as engine_rows  # Stage.map on Dask
+    from frames import main as frame_rows  # DataFrames in and out
 
     engine_rows(int(os.environ.get("BENCH_ENGINE_ROUNDS", "3")))
+    display_rows(rounds)
+    frame_rows(int(os.environ.get("BENCH_FRAME_ROUNDS", "5")))
 
 
 def wrapper_start_up(rounds: int, tmp: Path) -> None:

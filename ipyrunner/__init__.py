@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .config import IPyRunner
-from .display.presenter import DisplayPresenter
+from .display import DisplayPresenter
 from .errors import (
     EngineUnavailable,
     InterpreterNotFound,

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import ISOLATION_MODES, settings
-from .display import DisplaySink, NullSink, TextSink
+from .display import live_view
 from .errors import RunnerError
 from .options import OPTIONS
 from .runtimes import RUNTIME_NAMES
 from .sandbox.doctor import format_report, host_report
 from .scripts import RunResult, run_script
 from .stages import LANGUAGES, Stage
+from .stages.frames import is_frame
 
 # The exit statuses of coreutils' `timeout` and a distinct one for the cap.
 EXIT_TIMEOUT = 124
@@ -88,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stage":
             return _stage(args)
-        sink: DisplaySink = NullSink() if args.quiet else TextSink(limit=config.display_limit)
-        with sink:
+        with live_view(config, args.quiet, mode="text") as sink:
             result = run_script(
                 args.path,
                 *args.args,
@@ -136,13 +136,14 @@ def _stage(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         **_options(args),
     )
-    sink: DisplaySink = (
-        NullSink() if args.quiet else TextSink(limit=config.display_limit, stdout=sys.stderr)
-    )
-    with sink:
+    # stdout is for the JSON value: what the stage prints is shown on stderr.
+    with live_view(config, args.quiet, mode="text", stdout=sys.stderr) as sink:
         result = stage.run(value, sink=sink, config=config)
     if result.ok:
-        print(json.dumps(result.value, ensure_ascii=False))
+        if is_frame(result.value):  # a DataFrame: pandas' Table Schema JSON keeps its types
+            print(result.value.to_json(orient="table", date_format="iso", force_ascii=False))
+        else:
+            print(json.dumps(result.value, ensure_ascii=False))
         return 0
     try:
         result.check()

@@ -22,6 +22,14 @@ class RunnerError(Exception):
         return [f"{_RED}{type(self).__name__}{_RESET}: {self}"]
 
 
+def brief_interrupt(exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Make an interrupted run show in IPython as one line, as `%%bash` does, not
+    as a traceback through the machinery that stopped it; the type stays."""
+    line = f"{_RED}KeyboardInterrupt{_RESET}: interrupted; everything the run started was stopped"
+    setattr(exc, "_render_traceback_", lambda: [line])  # noqa: B010 - not a class attribute
+    return exc
+
+
 class InvalidOption(RunnerError, ValueError):
     """An option value is out of range or unparsable (timeout, size, env...)."""
 

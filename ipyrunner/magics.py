@@ -14,8 +14,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .config import ISOLATION_MODES, settings
-from .display import choose_sink
-from .errors import InvalidOption
+from .display import live_view
+from .errors import InvalidOption, brief_interrupt
 from .options import OPTIONS
 from .runtimes import RUNTIME_NAMES
 from .scripts import RunResult, run_script
@@ -83,7 +83,7 @@ class RunnerMagics(Magics):
     )
     @argument("--no-raise", action="store_true", help="return a failed result instead of raising")
     @run_arguments
-    @argument("path", help="the script, relative to the project directory")
+    @argument("path", nargs="?", help="the script, relative to the project directory")
     @argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     @line_magic
     def runscript(self, line: str) -> RunResult:
@@ -98,9 +98,13 @@ class RunnerMagics(Magics):
         and resource limits.
         """
         args = parse_argstring(self.runscript, line)
+        if args.path is None:
+            raise UsageError("%runscript needs a script: %runscript [options] PATH [ARGS...]")
         config = settings()
         try:
-            with choose_sink(config, quiet=args.quiet) as sink:
+            # The display shows only once the run has something to say: a refused
+            # path or option is its one red line alone.
+            with live_view(config, quiet=args.quiet) as sink:
                 result = run_script(
                     args.path,
                     *args.args,
@@ -113,6 +117,8 @@ class RunnerMagics(Magics):
                 )
         except InvalidOption as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            raise brief_interrupt(exc) from None
         if args.out:
             self.shell_namespace()[args.out] = result
         return result if args.no_raise else result.check()
@@ -164,10 +170,12 @@ class RunnerMagics(Magics):
                     return None
             value = self._evaluate(args.input)
             config = settings()
-            with choose_sink(config, quiet=args.quiet) as sink:
+            with live_view(config, quiet=args.quiet) as sink:
                 result = stage.run(value, sink=sink, config=config)
         except InvalidOption as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            raise brief_interrupt(exc) from None
         result.check()
         if args.out:
             self.shell_namespace()[args.out] = result.value

@@ -14,6 +14,7 @@ import contextlib
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import IPyRunner, parse_seconds, parse_size
+from .display_channel import DISPLAY_FD_VARIABLE, Decoder, DisplayChannel, display_pair
 from .errors import InterpreterNotFound
-from .sinks import NullSink, Sink, Stream
+from .sinks import DisplayBundle, NullSink, Sink, Stream
 
 _CHUNK = 65536
 _TICK = 0.05  # longest sleep in the loop, so signals to other threads are seen soon
@@ -69,6 +71,7 @@ class Completed:
     channel: bytes | None = None
     channel_exceeded: bool = False
     cancelled: bool = False
+    displays: tuple[DisplayBundle, ...] = ()  # what the run showed, checked
 
     @property
     def ok(self) -> bool:
@@ -79,10 +82,13 @@ class Completed:
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A result pipe for the child: its fd number goes in `variable`."""
+    """A result pipe for the child: its fd number goes in `variable`. With
+    `displays`, a display socket too (its fd in IPYRUNNER_DISPLAY_FD), whose
+    frames `displays` checks."""
 
     variable: str
     cap: int
+    displays: Decoder | None = None
 
 
 @dataclass
@@ -112,6 +118,17 @@ class CappedOutput:
             self.exceeded = True
         self.total += len(chunk)
         self._keep(stream, self.decoders[stream].decode(chunk, final=self.exceeded), sink)
+
+    def reserve(self, size: int) -> bool:
+        """Count `size` bytes of a display toward the cap, if they fit in it."""
+        if self.exceeded or self.total + size > self.cap:
+            return False
+        self.total += size
+        return True
+
+    def note(self, text: str, sink: Sink) -> None:
+        """A line of ipyrunner's own on stderr, outside the cap."""
+        self._keep("stderr", text, sink)
 
     def _keep(self, stream: Stream, text: str, sink: Sink) -> None:
         if not text:
@@ -260,13 +277,27 @@ def run_process(
         result = _Channel(channel.cap, *os.pipe()) if channel is not None else None
         if result is not None and channel is not None:
             env[channel.variable] = str(result.write_fd)
-        fds = (*_fds(result), *pass_fds, *(startup.pass_fds if startup is not None else ()))
+        shown: tuple[socket.socket, socket.socket] | None = None
+        if channel is not None and channel.displays is not None:
+            shown = display_pair()
+            cleanup.callback(shown[0].close)
+            env[DISPLAY_FD_VARIABLE] = str(shown[1].fileno())
+        fds = (
+            *_fds(result),
+            *((shown[1].fileno(),) if shown is not None else ()),
+            *pass_fds,
+            *(startup.pass_fds if startup is not None else ()),
+        )
         try:
             proc = _spawn(argv, env, cwd, feed=stdin is not None, pass_fds=fds)
         finally:
             if result is not None:
                 os.close(result.write_fd)  # the child holds its copy; EOF comes when it is done
+            if shown is not None:
+                shown[1].close()
         run = _Run(proc, limits, sink or NullSink(), result, cancel)
+        if shown is not None and channel is not None and channel.displays is not None:
+            run.show(shown[0], channel.displays)
         try:
             if startup is not None:
                 startup.started(proc.pid)
@@ -287,6 +318,7 @@ def run_process(
         channel=bytes(result.data) if result is not None else None,
         channel_exceeded=result is not None and result.exceeded,
         cancelled=run.cancelled,
+        displays=tuple(run.displays.shown) if run.displays is not None else (),
     )
 
 
@@ -321,16 +353,33 @@ class _Run:
         if channel is not None:
             self.selector.register(channel.read_fd, selectors.EVENT_READ, data="channel")
         self.feeder: _Feeder | None = None
+        self.displays: DisplayChannel | None = None
         self.pidfd = _watch_exit(proc.pid, self.selector)
         self.timed_out = False
         self.cancelled = False
+
+    def show(self, sock: socket.socket, decode: Decoder) -> None:
+        """Read the child's displays from `sock` (the caller closes it)."""
+        self.displays = DisplayChannel(sock, decode, self.output, self.sink, self.drain)
+        self.selector.register(sock.fileno(), selectors.EVENT_READ, data="display")
+
+    def drain(self) -> None:
+        """Take what the child printed before the display that just came (it
+        waits for the display's ack, so nothing it prints after can be there)."""
+        for _ in range(64):  # a flood from another thread must not hold the display back
+            ready = [key.fd for key, _ in self.selector.select(0) if key.fd in self.streams]
+            if not ready:
+                return
+            for fd in ready:
+                self.handle(fd, None)
 
     def feed(self, data: bytes) -> None:
         self.feeder = _Feeder(self.proc, data)
         self.selector.register(self.feeder.pipe.fileno(), selectors.EVENT_WRITE, data="stdin")
 
     def open_pipes(self) -> bool:
-        return bool(self.streams) or self.channel_open()
+        displays = self.displays is not None and self.displays.fileno() in self.selector.get_map()
+        return bool(self.streams) or self.channel_open() or displays
 
     def channel_open(self) -> bool:
         return self.channel is not None and self.channel.read_fd in self.selector.get_map()
@@ -371,6 +420,10 @@ class _Run:
             if self.feeder.step():
                 self.selector.unregister(fd)
                 self.feeder.pipe.close()
+        elif kind == "display":
+            assert self.displays is not None
+            if not self.displays.read():
+                self.selector.unregister(fd)
         else:
             chunk = os.read(fd, _CHUNK)
             if not chunk:

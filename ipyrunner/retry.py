@@ -110,7 +110,7 @@ def run_reported(
         return attempt(number)
 
     def announce(result: T, number: int, wait_s: float) -> None:
-        note = f"attempt {number} {failure(result)[:120]}; retrying in {wait_s:.1f} s"
+        note = f"{failure(result)[:120]} · retrying in {wait_s:.1f} s"
         sink.status(RunStatus(label, "retrying", number, policy.attempts, note=note))
 
     try:

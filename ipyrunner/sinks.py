@@ -8,7 +8,8 @@ from typing import Any, Literal, Protocol
 
 from .result_html import Reported, describe_returncode, isolation_note
 
-Stream = Literal["stdout", "stderr"]
+# A program's two streams, and "log": what a tool working for the run says (uv, nix).
+Stream = Literal["stdout", "stderr", "log"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class RunStatus:
         return self.state not in ("running", "retrying")
 
     def describe(self, elapsed_s: float | None = None) -> str:
+        if self.state == "retrying":  # "flaky.py · attempt 1 of 4: exit 1 · retrying in 0.6 s"
+            return f"{self.label} · attempt {self.attempt} of {self.attempts}: {self.note}"
         parts = [self.label, self.state]
         if self.attempts > 1:
             parts.append(f"attempt {self.attempt} of {self.attempts}")
@@ -81,6 +84,23 @@ class Sink(Protocol):
     def display(self, bundle: DisplayBundle) -> None: ...
 
     def status(self, status: RunStatus) -> None: ...
+
+
+class MessagesOnStderr:
+    """Shows what a program writes on stderr as its output: for a bash stage,
+    whose stdout is its result, stderr is where its messages go by design."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, stream: Stream, text: str) -> None:
+        self.sink.write("stdout" if stream == "stderr" else stream, text)
+
+    def display(self, bundle: DisplayBundle) -> None:
+        self.sink.display(bundle)
+
+    def status(self, status: RunStatus) -> None:
+        self.sink.status(status)
 
 
 class NullSink:

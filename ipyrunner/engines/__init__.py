@@ -4,6 +4,7 @@ runner and sandbox; `run_map` is the one loop over their finished calls."""
 
 from __future__ import annotations
 
-from .mapping import Batch, Engine, MapJob, choose_engine, run_map
+from .base import Batch, Engine, MapJob
+from .mapping import choose_engine, run_map
 
 __all__ = ["Batch", "Engine", "MapJob", "choose_engine", "run_map"]

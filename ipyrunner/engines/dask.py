@@ -10,7 +10,6 @@ environment never reaches a stage (every run's environment is cleared).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import hashlib
 import json
 import os
@@ -26,15 +25,11 @@ from ..config import IPyRunner
 from ..errors import EngineUnavailable, InvalidOption
 from ..paths import project_directory
 from ..sinks import NullSink
-from ..stages.envelope import StageError
-from ..stages.result import StageResult
 from ..version import __version__
-from .mapping import MapJob
+from .base import CallResult, MapJob, MapStage
 
 if TYPE_CHECKING:
     from distributed import Client, Future
-
-    from ..stages.stage import Stage
 
 _INSTALL = f"pip install 'ipyrunner[dask]=={__version__}'"
 # How often a running call asks whether its map was cancelled.
@@ -222,10 +217,18 @@ class DaskBatch:
         stage = job.stage
         self._stage = stage
         self._payloads = job.payloads
-        self._prefix = f"ipyrunner-{stage.name or stage.language.name}-{self.map_id}"
+        self._prefix = f"ipyrunner-{stage.title}-{self.map_id}"
         # What every call shares goes to the workers once, not inside each task.
-        self._shared = client.scatter(
-            {"spec": stage.spec(), "settings": config_values(job.config)},
+        # In a list: a dict given to scatter is scattered value by value, under
+        # its own keys ("spec"), which every map would share.
+        (self._shared,) = client.scatter(
+            [
+                {
+                    "spec": stage.spec(),
+                    "settings": config_values(job.config),
+                    "rebuild": stage.from_spec,  # pickled by reference: an import
+                }
+            ],
             broadcast=True,
             hash=False,
         )
@@ -236,7 +239,7 @@ class DaskBatch:
             "repeatable": stage.repeatable,
         }
         self._todo = deque(range(len(job.payloads)))
-        self._inflight: dict[Future[list[tuple[int, StageResult]]], list[int]] = {}
+        self._inflight: dict[Future[list[tuple[int, CallResult]]], list[int]] = {}
         self._most = 2 * max(1, sum(client.nthreads().values()))
         self._seconds = 0.0  # calls' time so far, and how many calls
         self._calls = 0
@@ -269,13 +272,13 @@ class DaskBatch:
             self._inflight[future] = indexes
             self._completed.add(future)
 
-    def finished(self, timeout: float) -> Iterable[tuple[int, StageResult]]:
+    def finished(self, timeout: float) -> Iterable[tuple[int, CallResult]]:
         deadline = time.monotonic() + timeout
         done = self._completed.next_batch(block=False)
         while not done and time.monotonic() < deadline:
             time.sleep(_POLL_S)
             done = self._completed.next_batch(block=False)
-        found: list[tuple[int, StageResult]] = []
+        found: list[tuple[int, CallResult]] = []
         for future in done:
             indexes = self._inflight.pop(future, None)
             if indexes is None:  # cancelled already
@@ -290,8 +293,8 @@ class DaskBatch:
         return sorted(found, key=lambda item: item[0])
 
     def _collect(
-        self, future: Future[list[tuple[int, StageResult]]], indexes: list[int]
-    ) -> list[tuple[int, StageResult]]:
+        self, future: Future[list[tuple[int, CallResult]]], indexes: list[int]
+    ) -> list[tuple[int, CallResult]]:
         if future.status == "finished":
             results = future.result()
             assert isinstance(results, list)
@@ -321,7 +324,7 @@ class DaskBatch:
         return stopped
 
 
-def engine_failure(stage: Stage, error: BaseException | None) -> StageResult:
+def engine_failure(stage: MapStage, error: BaseException | None) -> CallResult:
     """A call the cluster could not complete (a worker lost too often, a task error)."""
     kind = type(error).__name__ if error is not None else "CancelledError"
     message = _one_line(error) if error is not None else "the call was cancelled"
@@ -330,19 +333,8 @@ def engine_failure(stage: Stage, error: BaseException | None) -> StageResult:
             "the worker running this call died (each time it was tried); "
             f"fix: see the workers' logs ({message})"
         )
-    return StageResult(
-        value=None,
-        stdout="",
-        stderr="",
-        returncode=-1,
-        duration_s=0.0,
-        attempts=1,
-        truncated=False,
-        error=StageError("engine", kind, message),
-        name=stage.name,
-        language=stage.language.name,
-        runtime=stage.runtime,
-    )
+    result: CallResult = stage.failure(kind, message)
+    return result
 
 
 def config_values(config: IPyRunner) -> dict[str, Any]:
@@ -351,13 +343,14 @@ def config_values(config: IPyRunner) -> dict[str, Any]:
 
 
 # On a worker: stages and settings rebuilt once per process, not per task.
-_stages: OrderedDict[str, tuple[Stage, IPyRunner]] = OrderedDict()
+_stages: OrderedDict[str, tuple[MapStage, IPyRunner]] = OrderedDict()
 _stages_lock = threading.Lock()
 
 
-def _rebuilt(spec: dict[str, Any], settings: dict[str, Any]) -> tuple[Stage, IPyRunner]:
-    from ..stages.stage import Stage
-
+def _rebuilt(shared: dict[str, Any]) -> tuple[MapStage, IPyRunner]:
+    """The map's stage, rebuilt from its spec by the function the map sent
+    (`Stage.from_spec`), and its settings; once per worker process."""
+    spec, settings = shared["spec"], shared["settings"]
     key = json.dumps([spec, settings], sort_keys=True, default=str)
     with _stages_lock:
         found = _stages.get(key)
@@ -365,7 +358,7 @@ def _rebuilt(spec: dict[str, Any], settings: dict[str, Any]) -> tuple[Stage, IPy
             _stages.move_to_end(key)
             return found
     config = IPyRunner(**settings)
-    built = (Stage.from_spec(spec, config), config)
+    built = (shared["rebuild"](spec, config), config)
     with _stages_lock:
         _stages[key] = built
         while len(_stages) > 32:
@@ -383,12 +376,12 @@ def run_calls(
     map_id: str,
     warm: bool,
     repeatable: bool,
-) -> list[tuple[int, StageResult]]:
+) -> list[tuple[int, CallResult]]:
     """Calls of a map, one after another on a worker, up to the first failure."""
     from distributed import get_client, get_worker
 
     worker = get_worker()
-    stage, config = _rebuilt(shared["spec"], shared["settings"])
+    stage, config = _rebuilt(shared)
     # The scheduler counts the workers that died while they ran this task.
     if not repeatable and get_client().run_on_scheduler(_lost_while_running, task):
         lost = engine_failure(
@@ -398,13 +391,13 @@ def run_calls(
                 "fs-write effects is not run twice; fix: run the map again"
             ),
         )
-        lost = dataclasses.replace(lost, worker=worker.address)
+        lost = lost.ran_on(worker.address)
         return [(index, lost) for index in indexes]
     watch = _map_watch(map_id)
     done = []
     try:
         for index, payload in zip(indexes, payloads, strict=True):
-            result = stage._run(
+            result = stage.run_payload(
                 payload,
                 NullSink(),
                 config,
@@ -413,7 +406,7 @@ def run_calls(
                 workers=max(1, worker.state.nthreads),
                 project=Path(project),
             )
-            done.append((index, dataclasses.replace(result, worker=worker.address)))
+            done.append((index, result.ran_on(worker.address)))
             if not result.ok or watch.cancelled.is_set():
                 break
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Iterable
@@ -11,11 +10,10 @@ from typing import TYPE_CHECKING
 
 from ..presenting import presenter
 from ..sinks import NullSink
-from .mapping import MapJob
+from .base import CallResult, MapJob
 
 if TYPE_CHECKING:
     from ..runtimes import Interpreter
-    from ..stages.result import StageResult
 
 
 class LocalEngine:
@@ -37,8 +35,8 @@ class ThreadBatch:
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="ipyrunner-map")
         silent = NullSink()
-        run = job.stage._run
-        self._futures: dict[Future[StageResult], int] = {
+        run = job.stage.run_payload
+        self._futures: dict[Future[CallResult], int] = {
             self._pool.submit(
                 run, payload, silent, job.config, self._stop, interpreter, job.warm, count
             ): index
@@ -46,12 +44,12 @@ class ThreadBatch:
         }
         self._pending = set(self._futures)
 
-    def finished(self, timeout: float) -> Iterable[tuple[int, StageResult]]:
+    def finished(self, timeout: float) -> Iterable[tuple[int, CallResult]]:
         done, self._pending = wait(self._pending, timeout, FIRST_COMPLETED)
         if not self._pending:
             self._pool.shutdown(wait=True)
         return [
-            (self._futures[f], dataclasses.replace(f.result(), worker="local"))
+            (self._futures[f], f.result().ran_on("local"))
             for f in sorted(done, key=self._futures.__getitem__)
         ]
 

@@ -1,54 +1,19 @@
-"""One loop for every engine: check the inputs, start the calls, collect them in
-input order, stop at the first failure and say how many were cancelled."""
+"""One loop for every engine: start the calls, collect them in input order, stop
+at the first failure and say how many were cancelled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import IPyRunner
 from ..errors import InvalidOption, RunnerError, _FailedRun
 from ..presenting import presenter
-
-if TYPE_CHECKING:
-    from ..stages.result import StageResult
-    from ..stages.stage import Stage
+from .base import CallResult, Engine, MapJob, MapStage
 
 # How long one wait for finished calls lasts: the progress bar's tick, and how
 # soon an interrupt is noticed.
 TICK_S = 0.1
-
-
-@dataclass(frozen=True)
-class MapJob:
-    """A map to run: the stage, its inputs as JSON bytes (already checked), and
-    the settings in force when it was asked for."""
-
-    stage: Stage
-    payloads: Sequence[bytes]
-    config: IPyRunner
-    warm: bool
-    workers: int | None = None  # calls at once; None: the engine decides
-    quiet: bool = False
-
-
-class Batch(Protocol):
-    """A map's calls, started."""
-
-    def finished(self, timeout: float) -> Iterable[tuple[int, StageResult]]:
-        """Calls that finished since the last look (waiting up to `timeout` for one)."""
-        ...
-
-    def cancel(self) -> int:
-        """Stop every call still pending or running; how many were stopped."""
-        ...
-
-
-class Engine(Protocol):
-    name: str
-
-    def start(self, job: MapJob) -> Batch: ...
 
 
 def choose_engine(engine: object, config: IPyRunner) -> Engine:
@@ -66,35 +31,27 @@ def choose_engine(engine: object, config: IPyRunner) -> Engine:
 
 
 def run_map(
-    stage: Stage,
-    inputs: Iterable[Any],
+    stage: MapStage,
+    payloads: Sequence[bytes],
     *,
     workers: int | None,
     warm: bool,
     engine: object,
     config: IPyRunner,
     quiet: bool,
-) -> list[StageResult]:
-    """Every input's `StageResult`, in input order; raises the first failure (by
-    input index) after cancelling what was still to run."""
-    from ..stages.stage import encode_input
-
-    payloads = []
-    for index, item in enumerate(inputs):
-        try:
-            payloads.append(encode_input(item))
-        except InvalidOption as exc:
-            raise InvalidOption(f"inputs[{index}]: {exc}") from None
+) -> list[Any]:
+    """Every input's result (a `StageResult`), in input order; raises the first
+    failure (by input index) after cancelling what was still to run. `payloads`
+    are the inputs already encoded, so a bad one failed before any engine."""
     if workers is not None and workers < 1:
         raise InvalidOption(f"invalid workers {workers!r}: it must be 1 or more")
     chosen = choose_engine(engine, config)
     job = MapJob(stage, payloads, config, warm, workers, quiet)
-    results: list[StageResult | None] = [None] * len(payloads)
+    results: list[CallResult | None] = [None] * len(payloads)
     failed: list[int] = []
-    label = f"map {stage.name or stage.language.name}"
     batch = chosen.start(job)
     done = 0
-    with presenter().progress(len(payloads), label, quiet=quiet) as progress:
+    with presenter().progress(len(payloads), f"map {stage.title}", quiet=quiet) as progress:
         try:
             while done < len(payloads) and not failed:
                 for index, result in batch.finished(TICK_S):
@@ -113,7 +70,7 @@ def run_map(
     return [result for result in results if result is not None]
 
 
-def raise_failure(index: int, result: StageResult | None) -> None:
+def raise_failure(index: int, result: CallResult | None) -> None:
     """Raise what `result.check()` raises, its message naming the input's index."""
     assert result is not None
     try:

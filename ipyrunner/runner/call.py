@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..display_channel import Decoder, DisplayChannel, display_pair
 from ..process import CappedOutput, Completed, Limits
 from ..sinks import Sink
 
@@ -105,6 +106,7 @@ class CallSpec:
     sink: Sink
     cancel: threading.Event | None
     deadline: float
+    displays: Decoder | None = None  # checks the call's display frames, if it has a channel
 
 
 @dataclass(frozen=True)
@@ -124,18 +126,25 @@ def run_call(
     start = time.monotonic()
     stdin = input_file(payload)
     pipes = [os.pipe() for _ in range(3)]
-    ends = (stdin, *(w for _, w in pipes))
+    shown = display_pair() if spec.displays is not None else None
+    ends = (stdin, *(w for _, w in pipes), *((shown[1].fileno(),) if shown else ()))
     try:
         send(child, {"op": "call", "call": number}, ends)
     except OSError:  # the child is gone: the call never reached it
         child.close()
         for fd in (r for r, _ in pipes):
             os.close(fd)
+        if shown is not None:
+            shown[0].close()
         return CallEnd(Completed(link.argv, -signal.SIGKILL, "", "", 0.0), "not-started")
     finally:
         for fd in ends:  # the child holds its copies; EOF comes when the call is over
             os.close(fd)
+        if shown is not None:
+            shown[1].detach()  # closed just above
     call = _Call(link, child, [r for r, _ in pipes], spec, number)
+    if shown is not None and spec.displays is not None:
+        call.show(shown[0], spec.displays)
     try:
         call.pump()
     finally:
@@ -171,6 +180,23 @@ class _Call:
         self.gone = False  # the control socket closed
         self.unresponsive = False
         self.timed_out = self.cancelled = False
+        self.displays: DisplayChannel | None = None
+
+    def show(self, sock: socket.socket, decode: Decoder) -> None:
+        """Read the call's displays from `sock`, which this call now owns."""
+        self.displays = DisplayChannel(sock, decode, self.output, self.spec.sink, self.drain)
+        self.open[sock.fileno()] = "display"
+        self.poller.register(sock.fileno(), select.POLLIN)
+
+    def drain(self) -> None:
+        """Take what the call printed before the display that just came."""
+        streams = {fd for fd, kind in self.open.items() if kind in ("stdout", "stderr")}
+        for _ in range(64):
+            ready = [fd for fd, _ in self.poller.poll(0) if fd in streams and fd in self.open]
+            if not ready:
+                return
+            for fd in ready:
+                self._handle(fd)
 
     def pump(self) -> None:
         limits = self.spec.limits
@@ -232,8 +258,15 @@ class _Call:
         if fd == self.child.fileno():
             self._exited()
             return
-        chunk = os.read(fd, _CHUNK)
         kind = self.open[fd]
+        if kind == "display":
+            assert self.displays is not None
+            if not self.displays.read():
+                self.poller.unregister(fd)
+                del self.open[fd]
+                self.displays.close()
+            return
+        chunk = os.read(fd, _CHUNK)
         if not chunk:
             self.poller.unregister(fd)
             os.close(fd)
@@ -289,8 +322,11 @@ class _Call:
 
     def close(self) -> None:
         self.child.close()
-        for fd in self.open:
-            os.close(fd)
+        for fd, kind in self.open.items():
+            if kind == "display" and self.displays is not None:
+                self.displays.close()
+            else:
+                os.close(fd)
         self.open = {}
 
     def end(self, duration: float) -> CallEnd:
@@ -315,6 +351,7 @@ class _Call:
             channel=bytes(self.result) if fate == "done" else None,
             channel_exceeded=self.result_exceeded,
             cancelled=self.cancelled,
+            displays=tuple(self.displays.shown) if self.displays is not None else (),
         )
         return CallEnd(done, fate, self.retire or fate != "done", self.following)
 

@@ -12,9 +12,10 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from ..display_channel import Decoder
 from ..process import Completed, Limits
 from ..sandbox.isolation import Attempted
 from ..sinks import Sink
@@ -83,11 +84,12 @@ class WarmPool:
         result_cap: int,
         cancel: threading.Event | None = None,
         size: int = 1,
+        displays: Decoder | None = None,
     ) -> Attempted:
         """Serve one call, starting a worker if none is idle (the start counts
         toward the call's timeout, as a cold call's interpreter start does)."""
         timeout = limits.timeout if limits.timeout is not None else math.inf
-        spec = CallSpec(limits, result_cap, sink, cancel, time.monotonic() + timeout)
+        spec = CallSpec(limits, result_cap, sink, cancel, time.monotonic() + timeout, displays)
         # A worker that ended between calls did not take this one: one more try.
         for _ in range(2):
             worker = self._acquire(spec, size)
@@ -169,8 +171,20 @@ class WarmPool:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.close()
+        close_all(worker.close for worker in idle)
+
+
+def close_all(closers: Iterable[Callable[[], None]]) -> None:
+    """Call every closer, even after one fails (each holds processes to end);
+    then raise the first failure."""
+    failure: Exception | None = None
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:  # raised below, once every one is closed
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _cancelled() -> Attempted:
@@ -208,8 +222,7 @@ class WarmPools:
         with self._lock:
             chosen = [s for s in self._pools if owner is None or s.owner == owner]
             pools = [self._pools.pop(s) for s in chosen]
-        for pool in pools:
-            pool.close()
+        close_all(pool.close for pool in pools)
 
     def _reap(self) -> None:
         while True:
@@ -262,6 +275,7 @@ class WarmRunner:
             sink=sink,
             limits=request.options.limits,
             result_cap=request.channel.cap,
+            displays=request.channel.displays,
             cancel=cancel,
             size=self.size,
         )

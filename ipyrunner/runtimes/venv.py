@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -146,7 +146,8 @@ def _build(
                 env=tool_environment(),
                 cwd=str(target.parent),
                 limits=Limits(timeout=INSTALL_TIMEOUT, max_output=config.max_output),
-                sink=sink,
+                # uv names the venv it fills: the final one, not the one being built.
+                sink=BuildLog(sink, {str(temporary): str(target), temporary.name: str(target)}),
             )
             if not done.ok:
                 said = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -171,14 +172,19 @@ def tool_environment() -> dict[str, str]:
 
 
 class BuildLog:
-    """Shows a tool's log (its stderr) live; its stdout is data for ipyrunner."""
+    """Shows a tool's log (its stderr) live as a log, not as a run's errors; its
+    stdout is data for ipyrunner. `renames` replaces names in what it says."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, renames: Mapping[str, str] | None = None) -> None:
         self.sink = sink
+        self.renames = dict(renames or {})
 
     def write(self, stream: Stream, text: str) -> None:
-        if stream == "stderr":
-            self.sink.write(stream, text)
+        if stream != "stderr":
+            return
+        for old, new in self.renames.items():
+            text = text.replace(old, new)
+        self.sink.write("log", text)
 
     def display(self, bundle: DisplayBundle) -> None:
         self.sink.display(bundle)

@@ -2,7 +2,8 @@
 
 Nothing that comes out of a stage is unpickled or evaluated in the kernel:
 `json.loads` on bytes bounded by the result cap is the whole decoder, and a
-strict one: NaN, Infinity and numbers beyond a float's range are refused.
+strict one: NaN, Infinity and numbers beyond a float's range are refused. A
+DataFrame comes back as Arrow IPC instead, read by pyarrow alone (`frames`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ..process import Completed
 from ..result_html import describe_returncode
 from ..sandbox.limits import FILE_SIZE_WORDS, MEMORY_WORDS
+from .frames import MAGIC, FrameError, decode_frame
 
 PROTOCOL = 1
 _LARGEST = sys.float_info.max
@@ -73,9 +75,9 @@ def decode(done: Completed, language: str, result_cap: int, limit: str | None = 
         return outcome
     limit = limit or limit_in_error(outcome.error if outcome else None)
     if limit is not None:
-        said = (
-            f" ({outcome.error.type}: {outcome.error.message})" if outcome and outcome.error else ""
-        )
+        error = outcome.error if outcome else None
+        # A MemoryError often has no message: its type alone says it.
+        said = f" ({error.type}{f': {error.message}' if error.message else ''})" if error else ""
         return _fail("limit", f"{limit} limit", f"the stage hit its {limit} limit{said}")
     if outcome is not None:
         return outcome
@@ -110,7 +112,16 @@ _BASH_HEAD = b'{"value": '
 _BASH_TAIL = b'\n, "ipyrunner": 1, "ok": true}'
 
 
+def _frame(data: bytes) -> Outcome:
+    try:
+        return Outcome(True, decode_frame(data))
+    except FrameError as exc:
+        return _fail("decode", "ResultDecodeError", f"the DataFrame result: {exc}")
+
+
 def _envelope(data: bytes, language: str) -> Outcome:
+    if data.startswith(MAGIC):
+        return _frame(data)
     try:
         envelope, non_finite = _strict_loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -146,7 +157,7 @@ def _envelope(data: bytes, language: str) -> Outcome:
         return _fail("decode", "ResultDecodeError", "an error envelope without its error")
     kind_type = str(error.get("type", "Error"))
     return _fail(
-        "decode" if kind_type == "ResultNotJSON" else "raised",
+        "decode" if kind_type in ("ResultNotJSON", "ResultNotArrow") else "raised",
         kind_type,
         str(error.get("message", "")),
         str(error.get("traceback", "")),

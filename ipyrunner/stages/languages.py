@@ -33,7 +33,7 @@ except ImportError:
     sys.path[0] = source
     import {0}
     sys.path[0], sys.dont_write_bytecode = beside, kept
-{0}.main()
+{0}.main(source)
 """
 _COMPILING = threading.Lock()  # catch_warnings changes process-wide state
 
@@ -103,6 +103,7 @@ class Language:
     defines_execute: Callable[[str, str], bool]
     example: str
     compiled: bool = False  # Python: the kernel compiles the wrapper and the cell
+    displays: bool = False  # the wrapper gives the cell a display() (python, javascript)
 
     def command(self, executable: str) -> tuple[str, ...]:
         """The wrapper's argv up to its CELL and NAME (see `write_program`)."""
@@ -143,6 +144,7 @@ LANGUAGES = {
         _python_defines_execute,
         "def execute(input): return input",
         compiled=True,
+        displays=True,
     ),
     "javascript": Language(
         "javascript",
@@ -152,6 +154,7 @@ LANGUAGES = {
         (),
         lambda code, _: bool(_JS_EXECUTE.search(code)),
         "function execute(input) { return input; }",
+        displays=True,
     ),
     "bash": Language(
         "bash",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import (
@@ -15,7 +15,9 @@ from ..errors import (
 )
 from ..result_html import isolation_note, render_result_html
 from ..sandbox.commit import Refused
+from ..sinks import DisplayBundle
 from .envelope import StageError
+from .frames import is_frame
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,16 @@ class StageResult:
     runtime: str = "host"
     refused: tuple[Refused, ...] = ()  # writes the sandbox kept off the host
     warm: bool = False  # served by a warm worker (a fork of one that imported the stage)
+    displays: tuple[DisplayBundle, ...] = ()  # what display() showed, as the kernel checked it
     worker: str | None = None  # in a map: "local", or the Dask worker's address
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def ran_on(self, worker: str) -> StageResult:
+        """This result, saying which worker of a map ran the call."""
+        return replace(self, worker=worker)
 
     @property
     def label(self) -> str:
@@ -89,7 +96,7 @@ class StageResult:
 
     def __repr__(self) -> str:
         if self.error is None:
-            shown = json.dumps(self.value, ensure_ascii=False)
+            shown = _short(self.value)
             head = f"value {shown[:60]}{'…' if len(shown) > 60 else ''}"
         else:
             head = f"{self.error.type}: {self.error.message[:60]}"
@@ -104,8 +111,31 @@ class StageResult:
         error = self.error
         facts = [("error", f"{error.type}: {error.message}")] if error else []
         facts.append(("runtime", self.runtime))
-        if error is None:
+        table = ""
+        if error is None and is_frame(self.value):
+            facts.append(("value", _short(self.value)))
+            streams = []
+            table = _frame_html(self.value)
+        elif error is None:
             streams = [("value", json.dumps(self.value, indent=2, ensure_ascii=False))]
         else:
             streams = [("traceback", error.traceback)]
-        return render_result_html("StageResult", self, facts, streams)
+        if self.displays:
+            facts.append(("displays", str(len(self.displays))))
+        return render_result_html("StageResult", self, facts, streams) + table
+
+
+def _short(value: Any) -> str:
+    if is_frame(value):
+        rows, columns = value.shape
+        return f"DataFrame, {rows} rows, {columns} columns"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _frame_html(frame: Any) -> str:
+    """pandas' own HTML for a frame, made here in the kernel from decoded values."""
+    try:
+        html = frame._repr_html_()
+    except Exception:  # pandas' display options can make it raise or give None
+        html = None
+    return html if isinstance(html, str) else ""

@@ -7,8 +7,9 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from ..runner.request import ONE_SHOT, Runner, RunRequest, run_request
 from ..runner.warm import WarmRunner
 from ..runtimes import Interpreter, choose_runtime, resolve_interpreter
 from ..sandbox.isolation import Attempted, choose_isolation
-from ..sinks import NullSink, RunStatus, Sink
-from .envelope import Outcome, decode
+from ..sinks import MessagesOnStderr, NullSink, RunStatus, Sink
+from .envelope import Outcome, StageError, decode
+from .frames import encode_frame, is_frame
 from .languages import WRAPPERS, Language, find_language
+from .mime import check_display
 from .result import StageResult
 from .wrappers.python_stage import keys_are_str, unserializable
 
@@ -38,11 +41,14 @@ RESULT_FD_VARIABLE = "IPYRUNNER_RESULT_FD"
 
 
 def encode_input(value: Any) -> bytes:
-    """The input as JSON bytes, or an error naming what JSON cannot hold.
+    """The input as JSON bytes, or an error naming what JSON cannot hold; a
+    pandas DataFrame as Arrow IPC.
 
     json.dumps is the check (NaN, a set, a cycle); the walk that names the
     path runs only when it fails, or when a dict has a key that is not a str.
     """
+    if is_frame(value):
+        return encode_frame(value)
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         found = None if keys_are_str(value) else unserializable(value, "input")
@@ -184,6 +190,28 @@ class Stage:
         return RunOptions.from_settings(config or settings(), **self.limits)
 
     @property
+    def title(self) -> str:
+        """The stage's name, else its language's: how a map's progress and tasks are named."""
+        return self.name or self.language.name
+
+    def failure(self, kind: str, message: str) -> StageResult:
+        """The result of a call that an engine could not complete (its worker lost,
+        say): `kind` names what went wrong, as an error type does."""
+        return StageResult(
+            value=None,
+            stdout="",
+            stderr="",
+            returncode=-1,
+            duration_s=0.0,
+            attempts=1,
+            truncated=False,
+            error=StageError("engine", kind, message),
+            name=self.name,
+            language=self.language.name,
+            runtime=self.runtime,
+        )
+
+    @property
     def repeatable(self) -> bool:
         """Whether running a call twice is harmless: it neither writes project files
         nor reaches the network (an engine re-runs a call whose worker was lost)."""
@@ -206,7 +234,7 @@ class Stage:
         config = config or settings()
         warm = config.warm if self.warm is None else self.warm
         with _display(sink) as shown:
-            return self._run(payload, shown, config, cancel, warm=warm)
+            return self.run_payload(payload, shown, config, cancel, warm=warm)
 
     def map(
         self,
@@ -229,10 +257,16 @@ class Stage:
         """
         from ..engines import run_map
 
+        payloads = []
+        for index, item in enumerate(inputs):
+            try:
+                payloads.append(encode_input(item))
+            except InvalidOption as exc:
+                raise InvalidOption(f"inputs[{index}]: {exc}") from None
         config = config or settings()
         warm = warm if warm is not None else self.warm is not False
         done = run_map(
-            self, inputs, workers=workers, warm=warm, engine=engine, config=config, quiet=quiet
+            self, payloads, workers=workers, warm=warm, engine=engine, config=config, quiet=quiet
         )
         return list(done) if results else [result.value for result in done]
 
@@ -267,7 +301,7 @@ class Stage:
         spec, used = self._workers[key]
         return (spec, used) if spec is not None else (None, interpreter)
 
-    def _run(
+    def run_payload(
         self,
         payload: bytes,
         sink: Sink,
@@ -278,6 +312,9 @@ class Stage:
         workers: int = 1,
         project: Path | None = None,
     ) -> StageResult:
+        """One call (with retries) of the input already encoded (`encode_input`):
+        what `run` and every map engine do for each input."""
+        started = time.monotonic()  # the status's time counts an install too
         options = RunOptions.from_settings(config, **self.limits)
         project = project or project_directory()
         spec: WorkerSpec | None = None
@@ -300,7 +337,11 @@ class Stage:
             program=program,
             private_cwd=True,
             stdin=payload,
-            channel=ChannelSpec(RESULT_FD_VARIABLE, config.max_result),
+            channel=ChannelSpec(
+                RESULT_FD_VARIABLE,
+                config.max_result,
+                check_display if self.language.displays else None,
+            ),
         )
         runner: Runner = ONE_SHOT if spec is None else WarmRunner(spec, config.warm_idle, workers)
 
@@ -310,7 +351,8 @@ class Stage:
 
         last, made, elapsed = run_request(
             request,
-            sink,
+            # A bash stage's stdout is its result: its messages go to stderr by design.
+            MessagesOnStderr(sink) if self.language.name == "bash" else sink,
             judge=judge,
             retryable=_retryable,
             failure=_failure,
@@ -319,7 +361,8 @@ class Stage:
         )
         result = _result(self, last, made, elapsed)
         cap = options.limits.max_output
-        sink.status(RunStatus.final(result, options.retry.attempts, cap))
+        final = RunStatus.final(result, options.retry.attempts, cap)
+        sink.status(replace(final, elapsed_s=time.monotonic() - started))
         return result
 
 
@@ -357,6 +400,7 @@ def _result(stage: Stage, attempt: _Attempt, attempts: int, duration: float) -> 
         runtime=stage.runtime,
         refused=attempt.ran.refused,
         warm=attempt.warm,
+        displays=done.displays,
     )
 
 

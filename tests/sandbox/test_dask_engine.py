@@ -31,7 +31,7 @@ def cluster() -> Iterator[LocalCluster]:
     os.environ[SECRET] = "hunter2"  # the workers inherit it: a secret of theirs
     try:
         with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as made:
             yield made
     finally:
@@ -228,7 +228,7 @@ UNFIT = {
 @pytest.fixture
 def lone_scheduler() -> Iterator[tuple[LocalCluster, Client]]:
     with (
-        LocalCluster(n_workers=0, processes=True, dashboard_address=None) as made,
+        LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as made,
         Client(made, set_as_default=False) as client,
     ):
         yield made, client

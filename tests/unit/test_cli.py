@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,21 @@ def test_stage_prints_the_json_value_and_sends_output_to_stderr(project: Path) -
     done = cli(project, "stage", "double.py", "--input", "21")
     assert (done.returncode, done.stdout) == (0, "42\n")
     assert "doubling" in done.stderr
+
+
+def test_stage_prints_a_dataframe_result_as_table_schema_json(project: Path) -> None:
+    write_script(
+        project,
+        "frame.py",
+        "import pandas as pd\n"
+        "def execute(n):\n"
+        "    return pd.DataFrame({'x': list(range(n)), 'y': ['a'] * n})\n",
+    )
+    done = cli(project, "stage", "frame.py", "--input", "2")
+    assert done.returncode == 0, done.stderr
+    table = json.loads(done.stdout)
+    assert [f["name"] for f in table["schema"]["fields"]] == ["index", "x", "y"]
+    assert table["data"] == [{"index": 0, "x": 0, "y": "a"}, {"index": 1, "x": 1, "y": "a"}]
 
 
 def test_stage_failure_is_reported_with_status_1(project: Path) -> None:

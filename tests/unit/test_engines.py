@@ -80,16 +80,12 @@ def progress(monkeypatch: pytest.MonkeyPatch) -> Progress:
 
 
 def run(engine: FakeEngine, inputs: list[Any], **options: Any) -> list[StageResult]:
+    """`Stage.map` with the engine `choose_engine` is patched to give."""
     stage = Stage("def execute(x):\n    return x\n", name="echo")
-    return mapping.run_map(
-        stage,
-        inputs,
-        workers=options.get("workers"),
-        warm=True,
-        engine=None,
-        config=IPyRunner(),
-        quiet=True,
+    results: list[StageResult] = stage.map(
+        inputs, options.get("workers"), config=IPyRunner(), quiet=True, results=True
     )
+    return results
 
 
 def test_values_come_back_in_input_order_whatever_order_they_finish(

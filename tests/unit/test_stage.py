@@ -29,7 +29,7 @@ from ipyrunner.stages.stage import encode_input
 ECHO = "def execute(input):\n    return input\n"
 
 
-def completed(channel: bytes | None, returncode: int = 0, **flags: bool) -> Completed:
+def completed(channel: bytes | None, returncode: int = 0, **flags: Any) -> Completed:
     return Completed(("x",), returncode, "", "", 0.1, channel=channel, **flags)
 
 

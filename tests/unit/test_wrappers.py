@@ -7,6 +7,7 @@ number is in IPYRUNNER_RESULT_FD. Only the envelope travels on that pipe.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -92,7 +93,8 @@ def run_stage(
 ) -> Run:
     """Run `code` as a stage and collect its output, exit status and envelope.
 
-    `result_fd` puts the result pipe at that number (a kernel holds many fds);
+    `result_fd` puts the result pipe at that number or the first free one above
+    it (a kernel holds many fds; dup2 onto a live one would close another's);
     `program` replaces `command(language)`."""
     cell = tmp_path / f"cell{SUFFIX[language]}"
     cell.write_text(code, encoding="utf-8")
@@ -100,9 +102,9 @@ def run_stage(
     workdir.mkdir(exist_ok=True)
     read_end, write_end = os.pipe()
     if result_fd is not None:
-        os.dup2(write_end, result_fd, inheritable=False)
+        high = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, result_fd)
         os.close(write_end)
-        write_end = result_fd
+        write_end = high
     chunks: list[bytes] = []
     try:
         proc = subprocess.Popen(
@@ -767,7 +769,8 @@ def test_programs_the_stage_runs_never_inherit_the_result_pipe(
     # A high number, as in a Jupyter kernel: node marks only low ones close-on-exec.
     run = run_stage(tmp_path, language, SPAWNED_FDS[language], result_fd=60)
     assert "0" in run.value  # the listing worked
-    assert "60" not in run.value
+    assert run.result_fd >= 60
+    assert str(run.result_fd) not in run.value
 
 
 # -- the python wrapper's cold path -------------------------------------------

@@ -227,6 +227,7 @@ async function run(cellFile, name) {
 }
 
 let resultFd = -1;
+let displayFd = -1;
 let finished = false;
 let cellLines = [];
 let cellFilename = "<stage>";
@@ -238,6 +239,36 @@ function writeAll(fd, buffer) {
       offset += fs.writeSync(fd, buffer, offset, buffer.length - offset);
     } catch (err) {
       if (err.code !== "EAGAIN") throw err; // a non-blocking pipe that is full: wait a little
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+}
+
+// display(bundle, metadata): show a MIME bundle ({"text/html": ..., "image/png":
+// base64 text or a Buffer}) in the notebook, as python_stage.py's display does:
+// one frame on IPYRUNNER_DISPLAY_FD (a 4-byte length, then JSON), then wait
+// for the kernel's one-byte answer, so what was printed before shows before it.
+// The kernel checks every frame; a string shows as text.
+function display(bundle, metadata = {}) {
+  const given = bundle !== null && typeof bundle === "object" ? bundle : { "text/plain": safeString(bundle) };
+  const data = {};
+  for (const [mime, value] of Object.entries(given)) {
+    data[mime] = value instanceof Uint8Array ? Buffer.from(value).toString("base64") : value;
+  }
+  if (displayFd < 0) {
+    process.stdout.write(`${typeof data["text/plain"] === "string" ? data["text/plain"] : "<a display>"}\n`);
+    return;
+  }
+  const body = Buffer.from(JSON.stringify({ data, metadata }), "utf8");
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  writeAll(displayFd, Buffer.concat([head, body]));
+  const answer = Buffer.alloc(1);
+  for (;;) {
+    try {
+      if (fs.readSync(displayFd, answer, 0, 1, null) >= 0) return;
+    } catch (err) {
+      if (err.code !== "EAGAIN") return; // the kernel is gone: nothing to show it to
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     }
   }
@@ -313,7 +344,11 @@ function onBeforeExit() {
 async function main() {
   const [cellFile, name] = process.argv.slice(2);
   const fdText = process.env.IPYRUNNER_RESULT_FD;
+  const displayText = process.env.IPYRUNNER_DISPLAY_FD;
   delete process.env.IPYRUNNER_RESULT_FD; // the cell and its children never see it
+  delete process.env.IPYRUNNER_DISPLAY_FD;
+  if (/^\d+$/.test(displayText || "")) displayFd = Number(displayText);
+  globalThis.display = display;
   if (cellFile === undefined || name === undefined || !/^\d+$/.test(fdText || "")) {
     process.stderr.write(
       "usage: IPYRUNNER_RESULT_FD=N node node_stage.js CELL_FILE NAME (N: an open, writable fd)\n",

@@ -4,7 +4,10 @@ imports it instead, from bytecode it wrote: see `Language.command`).
 The input arrives as JSON on stdin; the envelope leaves on the descriptor named
 by IPYRUNNER_RESULT_FD, so whatever the cell prints never touches the result.
 Only the wrapper's own process writes it: a child the cell forks that returns
-from `execute` exits quietly instead of sending a second result.
+from `execute` exits quietly instead of sending a second result. A pandas
+DataFrame goes either way as Arrow IPC instead (in_sandbox/_arrow.py), and
+`display()` sends on IPYRUNNER_DISPLAY_FD (in_sandbox/stage.py); both are
+imported only when a cell uses them.
 Standalone on purpose: it runs on any interpreter (venv, Nix), without
 ipyrunner installed, and the kernel imports `unserializable` from it.
 """
@@ -29,6 +32,13 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, NoReturn
 
 PROTOCOL = 1
+FRAME_MAGIC = b"\x00ipyrunner:arrow\n"  # in_sandbox/_arrow.py's MAGIC
+MATPLOTLIB_BACKEND = "module://ipyrunner._agg"
+# The display socket, the process that may use it, and (in a warm worker's
+# import, before any call) the frames held for the call.
+DISPLAY_FD: "int | None" = None
+DISPLAY_OWNER: "int | None" = None
+DISPLAY_HELD: "list[bytes] | None" = None
 JSON_SCALARS = (str, int, float, bool, type(None))
 _LEAVES = frozenset(JSON_SCALARS)
 _WALKED = _LEAVES | {dict, list, tuple}
@@ -207,10 +217,44 @@ def _not_json_error(found: "tuple[str, str]") -> "dict[str, Any]":
     )
 
 
+def _is_frame(value: "Any") -> bool:
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def inside(name: str) -> "Any":
+    """`ipyrunner.NAME` as a stage sees it: a module of in_sandbox/ (see `_Finder`)."""
+    return __import__(f"ipyrunner.{name}", fromlist=["_"])
+
+
+def _frame_result(value: "Any") -> "tuple[bytes, bool]":
+    try:
+        codec = inside("_arrow")
+    except ImportError as exc:  # a stage run without `prepare` (a test's)
+        return dumps(_error("ResultNotArrow", f"the DataFrame cannot be sent: {exc}")), False
+    try:
+        return bytes(codec.write(value, "this stage's Python")), True
+    except codec.FrameError as exc:
+        return dumps(_error("ResultNotArrow", f"result {exc}")), False
+
+
+def read_input(data: bytes) -> "Any":
+    """The input: JSON, or a DataFrame the kernel sent as Arrow."""
+    if data[:1] != FRAME_MAGIC[:1]:
+        return loads(data)
+    codec = inside("_arrow")
+    try:
+        return codec.read(data)
+    except codec.FrameError as exc:
+        raise RuntimeError(f"the input {exc}") from None
+
+
 def encode_envelope(envelope: "dict[str, Any]") -> "tuple[bytes, bool]":
     """The envelope's bytes, and whether it still says ok: a value JSON cannot
-    hold becomes a ResultNotJSON error naming where it is."""
+    hold becomes a ResultNotJSON error naming where it is; a DataFrame goes as Arrow."""
     value = envelope.get("value")
+    if envelope["ok"] and _is_frame(value):
+        return _frame_result(value)
     try:
         data = dumps(envelope)
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, a set, a cycle, deep nesting
@@ -257,7 +301,7 @@ def _run(cell_file: str, name: str) -> "dict[str, Any]":
     sys.modules["__stage__"] = module
     sys.argv = [filename]
     try:
-        payload = loads(sys.stdin.buffer.read())
+        payload = read_input(sys.stdin.buffer.read())
         exec(_compiled(cell_file, code, filename), module.__dict__)  # noqa: S102
         execute = module.__dict__.get("execute")
         if not callable(execute):
@@ -286,8 +330,75 @@ def _leave_quietly(ok: bool) -> "NoReturn":
     os._exit(0 if ok else 1)
 
 
-def main() -> None:
+class _Finder:
+    """Inside a stage, `import ipyrunner` finds in_sandbox/ (display, the frame
+    codec), and matplotlib, once imported, draws with ipyrunner's backend. One
+    call per import until then: nothing is imported for it."""
+
+    root = ""
+
+    @classmethod
+    def find_spec(cls, name: str, path: "Any" = None, target: "Any" = None) -> "Any":
+        if name == "ipyrunner":
+            external = sys.modules["_frozen_importlib_external"]
+            return external.spec_from_file_location(
+                name, cls.root + "/__init__.py", submodule_search_locations=[cls.root]
+            )
+        if name != "matplotlib":
+            return None
+        external = sys.modules["_frozen_importlib_external"]
+        spec = external.PathFinder.find_spec(name, path)
+        loader = getattr(spec, "loader", None)
+        if loader is None or "MPLBACKEND" in os.environ:
+            return spec
+        run = loader.exec_module
+        if "FONTCONFIG_FILE" not in os.environ and not os.path.exists("/etc/fonts/fonts.conf"):
+            os.environ["FONTCONFIG_FILE"] = cls.root + "/fonts.conf"  # fc-list stays quiet
+
+        def exec_module(module: "types.ModuleType") -> None:
+            run(module)
+            module.rcParams["backend"] = MATPLOTLIB_BACKEND
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _display(*objs: "Any", **options: "Any") -> None:
+    """IPython's `display`, a builtin in every stage (in_sandbox/stage.py's)."""
+    inside("stage").display(*objs, **options)
+
+
+def prepare(wrappers: str) -> None:
+    """What a stage has that a plain script has not: `display` as a builtin,
+    `ipyrunner.stage` to import, matplotlib showing its figures."""
+    import builtins
+
+    _Finder.root = wrappers + "/in_sandbox"
+    sys.meta_path.insert(0, _Finder)
+    builtins.display = _display  # type: ignore[attr-defined]
+
+
+def connect_display(fd: int) -> None:
+    """Displays go to `fd` from now on, from this process only."""
+    global DISPLAY_FD, DISPLAY_OWNER
+    DISPLAY_FD, DISPLAY_OWNER = fd, os.getpid()
+    if DISPLAY_HELD:
+        inside("stage").release_held()
+
+
+def show_open_figures() -> None:
+    """Figures still open when execute returns show, as a notebook cell's do."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return
+    try:
+        inside("stage").show_figures()
+    except Exception as exc:  # a picture that cannot be drawn leaves the result alone
+        print(f"ipyrunner: the open figures could not be shown: {exc!r}", file=sys.stderr)
+
+
+def main(wrappers: "str | None" = None) -> None:
     variable = os.environ.pop("IPYRUNNER_RESULT_FD", None)
+    display = os.environ.pop("IPYRUNNER_DISPLAY_FD", None)
     if variable is None or len(sys.argv) != 3:
         print("usage: IPYRUNNER_RESULT_FD=N python_stage.py CELL_FILE NAME", file=sys.stderr)
         sys.exit(2)
@@ -295,9 +406,14 @@ def main() -> None:
     fd = int(variable)
     os.set_inheritable(fd, False)  # programs the cell starts must not hold the result pipe
     channel: BinaryIO = os.fdopen(fd, "wb")
+    prepare(wrappers or os.path.dirname(os.path.abspath(__file__)))
+    if display is not None:
+        os.set_inheritable(int(display), False)
+        connect_display(int(display))
     envelope = _run(sys.argv[1], sys.argv[2])
     if os.getpid() != owner:
         _leave_quietly(envelope["ok"])
+    show_open_figures()
     data, ok = encode_envelope(envelope)
     channel.write(data)
     channel.close()

@@ -175,7 +175,7 @@ def _import(cell: Cell) -> dict[str, Any] | None:
 def _execute(cell: Cell) -> dict[str, Any]:
     module, _ = cell
     try:
-        payload = stage.loads(sys.stdin.buffer.read())
+        payload = stage.read_input(sys.stdin.buffer.read())
         execute = module.__dict__.get("execute")
         if not callable(execute):
             return stage._error("NameError", "the cell defines no function execute(input)")
@@ -199,11 +199,13 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _call(result_fd: int, cell: Cell, failed: dict[str, Any] | None) -> int:
+def _call(result_fd: int, display_fd: int | None, cell: Cell, failed: dict[str, Any] | None) -> int:
     """One call, as python_stage.py's main runs it; the exit code."""
     owner = os.getpid()
     channel = os.fdopen(result_fd, "wb")
     try:
+        if display_fd is not None:  # what the import displayed shows first, as its output does
+            stage.connect_display(display_fd)
         envelope = failed if failed is not None else _execute(cell)
     except SystemExit as exc:
         return _exit_code(exc)
@@ -212,6 +214,7 @@ def _call(result_fd: int, cell: Cell, failed: dict[str, Any] | None) -> int:
         return 1
     if os.getpid() != owner:
         stage._leave_quietly(envelope["ok"])
+    stage.show_open_figures()
     data, ok = stage.encode_envelope(envelope)
     channel.write(data)
     channel.close()
@@ -287,16 +290,16 @@ def _child(
         message, fds = _receive(calls)
     except BaseException:
         os._exit(70)
-    if message is None or len(fds) != 4:
+    if message is None or len(fds) not in (4, 5):
         os._exit(0)  # the worker ends: no call, so none of the call's exit handlers
     code = 70
     try:
         os.chdir(cwd)  # restored after this child was forked
-        stdin, stdout, stderr, result = fds
+        stdin, stdout, stderr, result = fds[:4]
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(fd, target)
             os.close(fd)
-        code = _call(result, cell, failed)
+        code = _call(result, fds[4] if len(fds) == 5 else None, cell, failed)
     finally:
         _finish(code, tell, calls)
 
@@ -373,6 +376,8 @@ def main() -> None:
     # Calls run as the same user: they may not read or write this process's memory.
     _prctl(PR_SET_DUMPABLE, 0)
     owner = os.getpid()
+    stage.prepare(os.path.dirname(os.path.abspath(__file__)))
+    stage.DISPLAY_HELD = []  # what the import displays is sent by each call
     cell = _load(sys.argv[1], sys.argv[2])
     failed = _import(cell)
     if os.getpid() != owner:  # the module code forked, and its child got here
