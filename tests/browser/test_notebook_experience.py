@@ -92,9 +92,20 @@ def run_all(page: Any) -> None:
 
 
 def run_cell(page: Any, needle: str) -> None:
+    """Run the cell holding `needle`, and see that it was asked to run: its prompt
+    changes at once ("[*]"). A click that lands while the notebook moves (an output
+    above it appearing) may leave the key press to no cell: then press again."""
+    before = cell_state(page, needle)["prompt"]
     cell = page.locator(f"{NOTEBOOK} .jp-CodeCell", has_text=needle).first
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
+    for _ in range(3):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if cell_state(page, needle)["prompt"] != before:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the cell {needle!r} never started running")
 
 
 def finished(state: dict[str, Any]) -> bool:
@@ -181,7 +192,7 @@ def test_map_progress_moves_errors_are_one_red_line_and_interrupts_are_short(
     open_notebook(page, lab, checks)
     for source in CHECKS[:2]:
         run_cell(page, source.splitlines()[0])
-        wait_idle(page)
+        wait_for(page, source.splitlines()[0], finished)
     run_cell(page, CHECKS[2])
     widths = set()
     state = wait_for(page, CHECKS[2], lambda s: s["bar"] is not None)

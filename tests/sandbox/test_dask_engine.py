@@ -297,3 +297,18 @@ def test_fs_read_works_where_the_project_is_shared(client: Client, project: Path
         effects="fs-read",
     )
     assert reader.map([1, 2], engine=client, quiet=True) == ["rows\n", "rows\n"]
+
+
+def test_requirement_venvs_are_built_on_the_workers_once_for_both(
+    client: Client, tmp_path: Path, fresh_settings: IPyRunner
+) -> None:
+    # Both worker processes ask at once: one builds, under the cache's lock, the other waits.
+    fresh_settings.venv_cache = str(tmp_path / "venvs")
+    six = stage(
+        "# requires: six==1.16.0\nimport six\ndef execute(x):\n    return [x, six.__version__]\n"
+    )
+    results = six.map(range(6), engine=client, quiet=True, warm=False, results=True)
+    assert [r.value for r in results] == [[i, "1.16.0"] for i in range(6)]
+    assert len({r.worker for r in results}) == 2
+    built = [p for p in (tmp_path / "venvs").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(built) == 1, built
