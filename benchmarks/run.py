@@ -59,6 +59,7 @@ def main() -> None:
     print(row("subprocess.run /bin/true", bare_true))
     print(row("run_process /bin/true", runner_true, bare_true))
 
+    start = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         stage = Stage("def execute(input):\n    return input\n")
@@ -96,6 +97,7 @@ def main() -> None:
         if bwrap_status().usable:
             write_path(Path(tmp), int(os.environ.get("BENCH_WRITE_ROUNDS", "3")))
         kept_output(Path(tmp))
+    os.chdir(start)  # the temporary directory is gone: a worker process starts here
     # The other files beside this one, each a part of the table.
     from display import main as display_rows  # messages under a flood
     from engines import main as engine_rows  # Stage.map on Dask
