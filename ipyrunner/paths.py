@@ -13,15 +13,27 @@ from .errors import PathNotAllowed
 PROJECT_VARIABLE = "PROJECT_DIRECTORY"
 
 
+def working_directory() -> Path:
+    """The current directory, or a clear error where it was deleted under us."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise PathNotAllowed(
+            "the current directory no longer exists (it was deleted or moved away); "
+            "fix: %cd (os.chdir) to an existing directory, such as the project's"
+        ) from None
+
+
 def setting(name: str) -> tuple[str, Path] | None:
     """`name` from the environment, else from the nearest `.env` (python-dotenv,
     searched from the current directory upward).
 
     Returns the value and the directory a relative value is relative to.
     """
+    here = working_directory()
     value = os.environ.get(name)
     if value:
-        return value, Path.cwd()
+        return value, here
     found = find_dotenv(usecwd=True)
     if found:
         value = _dotenv(found).get(name)
@@ -51,7 +63,7 @@ def project_directory() -> Path:
     """
     found = setting(PROJECT_VARIABLE)
     if found is None:
-        return Path.cwd().resolve()
+        return working_directory().resolve()
     value, base = found
     project = (base / Path(value).expanduser()).resolve()
     if not project.is_dir():

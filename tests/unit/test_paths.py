@@ -99,6 +99,23 @@ def test_project_directory_that_is_missing_is_an_error(
         project_directory()
 
 
+def test_a_deleted_current_directory_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ipyrunner import Stage, run_script
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(PathNotAllowed, match=r"current directory no longer exists.*fix: %cd"):
+        project_directory()
+    with pytest.raises(PathNotAllowed, match="current directory no longer exists"):
+        Stage("def execute(x):\n    return x\n").run(1)
+    with pytest.raises(PathNotAllowed, match="current directory no longer exists"):
+        run_script("scripts/x.py")
+
+
 _component = st.sampled_from(["a", "b", "..", ".", "link", "up", "deep", "x.py", "", "/"])
 
 
