@@ -24,10 +24,10 @@ from .paths import project_directory, resolve_in_project
 from .presenting import presenter
 from .result_html import describe_returncode, isolation_note, render_result_html
 from .runner.request import RunRequest, run_request
-from .runtimes.host import host_interpreter, host_runtime_paths
+from .runtimes import resolve_interpreter
 from .sandbox.commit import Refused
 from .sandbox.isolation import Attempted
-from .sinks import RunStatus, Sink
+from .sinks import NullSink, RunStatus, Sink
 from .stages.languages import LANGUAGES
 
 # A script's extension names its interpreter, as a stage language's does.
@@ -134,6 +134,7 @@ class ScriptJob:
     project: Path
     argv: tuple[str, ...]
     args: tuple[str, ...]
+    runtime_paths: tuple[str, ...]  # what the sandbox exposes of its interpreter
 
 
 def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner) -> ScriptJob:
@@ -152,10 +153,18 @@ def prepare(path: str | os.PathLike[str], args: Sequence[str], config: IPyRunner
             f"{label}: cannot tell how to run a {script.suffix or 'file without extension'}; "
             f"scripts must end in {known}"
         )
-    executable = host_interpreter(language, config)
+    # Resolved once per state that decides it, as a stage's host interpreter is.
+    interpreter = resolve_interpreter("host", language, (), config, NullSink())
     flags = ("-u",) if language == "python" else ()
-    argv = (executable, *flags, str(script), *map(str, args))
-    return ScriptJob(label=label, script=script, project=project, argv=argv, args=tuple(args))
+    argv = (interpreter.executable, *flags, str(script), *map(str, args))
+    return ScriptJob(
+        label=label,
+        script=script,
+        project=project,
+        argv=argv,
+        args=tuple(args),
+        runtime_paths=tuple(interpreter.readonly),
+    )
 
 
 def run_script(
@@ -205,7 +214,7 @@ def _run(
         effects=effects,
         options=options,
         forward=forward,
-        runtime_paths=host_runtime_paths(job.argv[0], INTERPRETERS[job.script.suffix.lower()]),
+        runtime_paths=job.runtime_paths,
         readable=(str(job.script),),
     )
     last, made, elapsed = run_request(
