@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -70,12 +71,13 @@ class Kernel:
         return str(value["data"]["text/plain"])
 
 
-@pytest.fixture
-def kernel(project: Path) -> Iterator[Kernel]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IPYRUNNER_")}
-    env["KERNEL_SECRET_TOKEN"] = "top-secret-value"
+@contextlib.contextmanager
+def started_kernel(project: Path, **env: str) -> Iterator[Kernel]:
+    """A real ipykernel in `project` with ipyrunner loaded, without the host's
+    IPYRUNNER_* settings; shut down afterwards unless the test already did."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IPYRUNNER_")}
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(project), env=env)
+    manager.start_kernel(cwd=str(project), env={**environment, **env})
     client = manager.client()
     client.start_channels()
     try:
@@ -86,4 +88,11 @@ def kernel(project: Path) -> Iterator[Kernel]:
         yield kernel
     finally:
         client.stop_channels()
-        manager.shutdown_kernel(now=True)
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(project: Path) -> Iterator[Kernel]:
+    with started_kernel(project, KERNEL_SECRET_TOKEN="top-secret-value") as started:
+        yield started

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 from ipyrunner.sandbox.probe import bwrap_status
 from tests.conftest import processes_running
-from tests.kernel.conftest import Kernel
+from tests.kernel.conftest import Kernel, started_kernel
 
 pytestmark = [
     pytest.mark.kernel,
@@ -50,20 +48,8 @@ def test_unload_ext_ends_every_warm_worker(kernel: Kernel) -> None:
 @pytest.fixture
 def own_kernel(project: Path) -> Iterator[Kernel]:
     """A kernel the test itself shuts down (or restarts)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IPYRUNNER_")}
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(project), env=env)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        kernel = Kernel(manager, client)
-        assert kernel.execute("%load_ext ipyrunner").reply["status"] == "ok"
-        yield kernel
-    finally:
-        client.stop_channels()
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
+    with started_kernel(project) as started:
+        yield started
 
 
 @pytest.mark.parametrize("now", [False, True], ids=["shutdown", "killed"])
