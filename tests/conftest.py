@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -54,4 +56,30 @@ def processes_running(marker: str) -> list[int]:
             continue
         if marker in cmdline and state != "Z":
             found.append(int(entry.name))
+    return found
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip for want of what CI installs (bubblewrap, node, chromium...); under
+    IPYRUNNER_REQUIRE_SANDBOX=1 (CI) fail instead: a missing piece never passes
+    as a skip there."""
+    if os.environ.get("IPYRUNNER_REQUIRE_SANDBOX") == "1":
+        pytest.fail(f"IPYRUNNER_REQUIRE_SANDBOX=1, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_bubblewrap() -> None:
+    """`unavailable` unless bubblewrap can sandbox here."""
+    from ipyrunner.sandbox.probe import bwrap_status
+
+    status = bwrap_status()
+    if not status.usable:
+        unavailable(f"bubblewrap is unusable here: {status.reason} (fix: {status.fix})")
+
+
+def need_program(name: str) -> str:
+    """The path of `name` on PATH, or `unavailable`."""
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed (.ci/system-packages installs it)")
     return found

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import unavailable
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +42,7 @@ LAB_SETTINGS = {
 
 def missing(reason: str) -> None:
     """Under CI (IPYRUNNER_REQUIRE_SANDBOX=1) a missing browser tier fails; elsewhere it skips."""
-    if os.environ.get("IPYRUNNER_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"the browser tier cannot run: {reason}")
-    pytest.skip(reason)
+    unavailable(f"the browser tier cannot run: {reason}")
 
 
 @dataclass

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from ipyrunner.sandbox.probe import bwrap_status
-from tests.conftest import processes_running
+from tests.conftest import need_bubblewrap, processes_running
 from tests.kernel.conftest import Kernel, started_kernel
 
-pytestmark = [
-    pytest.mark.kernel,
-    pytest.mark.skipif(not bwrap_status().usable, reason="warm workers need bubblewrap"),
-]
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(autouse=True)
+def bubblewrap() -> None:
+    """Warm workers need bubblewrap: skipped without it, failed without it in CI."""
+    need_bubblewrap()
 
 
 def start_warm_worker(kernel: Kernel) -> str:

@@ -10,7 +10,6 @@ result they hand back.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import pytest
 
 from ipyrunner import Stage, run_script
 from ipyrunner.config import IPyRunner
-from ipyrunner.sandbox.probe import bwrap_status
 from ipyrunner.scripts import RunResult
 from ipyrunner.sinks import NullSink
 from ipyrunner.stages.result import StageResult
+from tests.conftest import need_bubblewrap
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,13 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def bwrap_usable() -> None:
     """Skip the tier if bubblewrap cannot sandbox here; fail it if CI requires it."""
-    status = bwrap_status()
-    if status.usable:
-        return
-    reason = f"bubblewrap is unusable here: {status.reason} (fix: {status.fix})"
-    if os.environ.get("IPYRUNNER_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"IPYRUNNER_REQUIRE_SANDBOX=1, but {reason}", pytrace=False)
-    pytest.skip(reason)
+    need_bubblewrap()
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ import pytest
 
 from ipyrunner import SandboxUnavailable, Stage
 from ipyrunner.config import IPyRunner
+from tests.conftest import need_program
 from tests.sandbox.conftest import everything_shown, run_stage, stage_value
 
 REAL_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -132,9 +133,7 @@ def test_node_in_home_bin_cannot_read_the_home(
 ) -> None:
     """IPyRunner.node_executable = ~/bin/node (a link or a copy): it runs, and
     the key and the connection file are not there."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = need_program("node")
     sandbox_settings.node_executable = str(place(fake_home, "bin/node", node, copy))
     result = run_stage(NODE_READS, "javascript", input=secret_paths(fake_home))
     assert result.ok, result.stderr

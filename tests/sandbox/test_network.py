@@ -37,15 +37,8 @@ from ipyrunner.process import Helper, start_helper
 from ipyrunner.sandbox import network
 from ipyrunner.sandbox.network import DNS_ADDRESS, NetworkTools, find_tools
 from ipyrunner.sinks import NullSink, RunStatus
-from tests.conftest import processes_running, write_script
+from tests.conftest import processes_running, unavailable, write_script
 from tests.sandbox.conftest import PRELUDE, run_sandboxed_script, run_stage, stage_value
-
-
-def _unavailable(reason: str) -> None:
-    """Skip, or fail where CI requires the whole sandbox tier."""
-    if os.environ.get("IPYRUNNER_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"IPYRUNNER_REQUIRE_SANDBOX=1, but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +47,7 @@ def pasta_usable() -> None:
         find_tools()
         os.close(os.open("/dev/net/tun", os.O_RDWR))
     except (SandboxUnavailable, OSError) as exc:
-        _unavailable(f"the network backend is unusable here: {exc}")
+        unavailable(f"the network backend is unusable here: {exc}")
 
 
 # --- the host's own services ------------------------------------------------------------------
@@ -504,7 +497,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     """Each of OUTSIDE_STAGES run once by ipyrunner inside the test network."""
     for program in ("unshare", "mount"):
         if shutil.which(program) is None:
-            _unavailable(f"the test network needs {program} (apt-get install -y util-linux mount)")
+            unavailable(f"the test network needs {program} (apt-get install -y util-linux mount)")
     where = tmp_path_factory.mktemp("testnet")
     (where / "test_net.py").write_text(textwrap.dedent(TEST_NET))
     (where / "test_host.py").write_text(textwrap.dedent(TEST_HOST))
@@ -525,7 +518,7 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     )
     if done.returncode != 0:
         if "unshare failed" in done.stderr:
-            _unavailable(f"cannot make the test network here: {done.stderr.strip()[-300:]}")
+            unavailable(f"cannot make the test network here: {done.stderr.strip()[-300:]}")
         raise AssertionError(f"the test network failed:\n{done.stdout}\n{done.stderr}")
     results: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return results

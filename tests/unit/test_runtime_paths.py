@@ -25,6 +25,7 @@ from ipyrunner.runtimes.exposure import Forbidden, is_system, within
 from ipyrunner.runtimes.host import host_exposure, host_interpreter, host_runtime_paths
 from ipyrunner.runtimes.probe import Reported, parse_report, probe_argv, probe_python
 from ipyrunner.runtimes.venv import venv_exposure
+from tests.conftest import need_program, unavailable
 
 REAL_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
@@ -76,9 +77,7 @@ def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def probing() -> None:
     """Skip unless the probe's sandbox can be made (fail under IPYRUNNER_REQUIRE_SANDBOX=1)."""
     if probe_python(REAL_PYTHON) is None:
-        if os.environ.get("IPYRUNNER_REQUIRE_SANDBOX") == "1":
-            pytest.fail("IPYRUNNER_REQUIRE_SANDBOX=1, but bwrap cannot run the probe")
-        pytest.skip("bubblewrap cannot run the Python probe here")
+        unavailable("bubblewrap cannot run the Python probe here")
 
 
 def fake_probe(monkeypatch: pytest.MonkeyPatch, *prefixes: str) -> None:
@@ -193,9 +192,7 @@ def test_interpreter_whose_prefix_holds_local_share_jupyter_is_refused(fake_home
 
 
 def test_node_copied_into_home_bin_exposes_that_file_only(fake_home: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = need_program("node")
     copy = fake_home / "bin" / "node"
     copy.parent.mkdir()
     shutil.copy2(os.path.realpath(node), copy)
@@ -206,9 +203,7 @@ def test_node_copied_into_home_bin_exposes_that_file_only(fake_home: Path) -> No
 
 
 def test_node_linked_from_home_bin_runs_the_real_file(fake_home: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = need_program("node")
     link = fake_home / "bin" / "node"
     link.parent.mkdir()
     link.symlink_to(node)
@@ -226,9 +221,7 @@ def test_bash_from_the_system_brings_nothing_more() -> None:
 def test_node_configured_in_home_is_run_at_its_real_path(
     fake_home: Path, fresh_settings: IPyRunner
 ) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = need_program("node")
     link = fake_home / "bin" / "node"
     link.parent.mkdir()
     link.symlink_to(node)
