@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tqdm import tqdm
-
 Ending = Literal["", "interrupted", "stopped"]
 
 # While it runs, tqdm's usual bar; once it ended, no time left to guess.
@@ -43,6 +41,8 @@ class Counts:
 
     def meter(self, elapsed_s: float, bar: str = "{bar}") -> str:
         """Like "map clean: 38%|███▊      | 3/8 [00:01<00:02, 2.70it/s, 1 failed]"."""
+        from tqdm import tqdm  # when a map shows: `%load_ext` need not pay for it
+
         layout = (_RUNNING if self.ending is None else _ENDED).replace("{bar}", bar)
         text: str = tqdm.format_meter(
             self.done,
