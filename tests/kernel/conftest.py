@@ -59,8 +59,20 @@ class Kernel:
                 on_message(msg)
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 break
-        execution.reply = self.client.get_shell_msg(timeout=timeout)["content"]
+        execution.reply = self.reply_to(msg_id, timeout)["content"]
         return execution
+
+    def reply_to(self, msg_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The shell reply to `msg_id`. Earlier replies are skipped: `wait_for_ready`
+        sends a second kernel_info_request when a slow kernel doesn't answer the first
+        within a second, and its reply would otherwise be taken for the next one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reply: dict[str, Any] = self.client.get_shell_msg(
+                timeout=max(0.1, deadline - time.monotonic())
+            )
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
 
     def evaluate(self, expression: str) -> str:
         reply = self.client.execute_interactive(

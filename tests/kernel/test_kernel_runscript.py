@@ -62,8 +62,7 @@ def test_kernel_interrupt_kills_the_whole_tree_within_two_seconds(
         time.sleep(0.05)
     interrupted = time.monotonic()
     kernel.manager.interrupt_kernel()
-    reply = kernel.client.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    reply = kernel.reply_to(msg_id, timeout=30)
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     while processes_running("312.25"):
         assert time.monotonic() - interrupted < 2, "the script's tree survived the interrupt"
