@@ -234,16 +234,19 @@ def _finish(code: int, told: int, calls: socket.socket) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
-    for fd in (0, 1, 2):
+    # Every descriptor of the call is closed before its end is told: the kernel
+    # takes the end once they are, and would otherwise wait for this process to die.
+    display, stage.DISPLAY_FD = stage.DISPLAY_FD, None
+    for fd in (0, 1, 2) if display is None else (0, 1, 2, display):
         with contextlib.suppress(OSError):
             os.close(fd)
     with contextlib.suppress(OSError):
         if _alone(os.getpid()):
             calls.sendmsg([b'{"op": "exit", "status": %d}' % code])
     with contextlib.suppress(OSError):
-        os.nice(19)  # being torn down must not hold up the worker and the kernel
-    with contextlib.suppress(OSError):
         os.write(told, code.to_bytes(4, "little", signed=True))
+    with contextlib.suppress(OSError):
+        os.nice(19)  # being torn down must not hold up the worker and the kernel
     os._exit(code)
 
 
