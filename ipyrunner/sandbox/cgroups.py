@@ -102,15 +102,28 @@ class RunCgroup:
         for _, path in self.directories.values():
             _empty(path)
         for _, path in self.directories.values():
-            for _ in range(50):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # dying processes still listed; wait for them
-                    _empty(path)
-                    time.sleep(0.01)
+            _remove(path)
+
+
+REMOVE_WAIT_S = 0.5  # how long a run's cgroup may take to let go of its dying processes
+
+
+def _remove(path: Path) -> None:
+    """Remove a run's cgroup, waiting for its dying processes to leave it: they
+    are usually gone within a millisecond, so the first waits are short."""
+    pause, deadline = 0.0005, time.monotonic() + REMOVE_WAIT_S
+    while True:
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # dying processes still listed; wait for them
+            if time.monotonic() >= deadline:
+                return
+            _empty(path)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
 
 
 def _empty(path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from ipyrunner.config import IPyRunner
 from ipyrunner.errors import InvalidOption, SandboxUnavailable
+from ipyrunner.sandbox import cgroups
 from ipyrunner.sandbox.cgroups import STALE_AFTER, Hierarchy, RunCgroup, remove_stale
 from ipyrunner.sandbox.limits import (
     ResourceLimits,
@@ -236,3 +237,35 @@ def test_left_over_empty_run_cgroups_are_removed_and_fresh_or_busy_ones_kept(
         os.utime(path, (stale, stale))
     remove_stale(hierarchy)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ipyrunner-busy", "ipyrunner-fresh"]
+
+
+def test_a_run_cgroup_is_removed_once_its_dying_processes_leave(tmp_path: Path) -> None:
+    hierarchy = Hierarchy("pids", 2, tmp_path)
+    run = tmp_path / "ipyrunner-run"
+    run.mkdir()
+    (run / "cgroup.procs").write_text("")  # a regular file: rmdir refuses until it goes
+    tries = []
+    real_empty = cgroups._empty
+
+    def leaving(path: Path) -> None:
+        tries.append(path)
+        if len(tries) == 3:  # the processes have left by the third look
+            (path / "cgroup.procs").unlink()
+        real_empty(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cgroups, "_empty", leaving)
+        RunCgroup({"pids": (hierarchy, run)}).close()
+    assert not run.exists()
+    assert len(tries) == 3  # once before removing, then once per refusal (two)
+
+
+def test_a_run_cgroup_that_never_empties_is_left_after_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cgroups, "REMOVE_WAIT_S", 0.05)
+    run = tmp_path / "ipyrunner-stuck"
+    run.mkdir()
+    (run / "cgroup.procs").write_text("")
+    RunCgroup({"pids": (Hierarchy("pids", 2, tmp_path), run)}).close()  # returns, no raise
+    assert run.exists()
