@@ -2,7 +2,9 @@
 
 1. Runner overhead: `run_process` vs `subprocess.run` for /bin/true.
 2. Sandbox cost: a trivial Python stage sandboxed (bwrap) vs the same stage
-   unsandboxed vs the same interpreter spawned bare (`python -I -c pass`).
+   unsandboxed vs the same interpreter spawned bare (`python -I -c pass`); then,
+   interleaved, bwrap alone with the stage's own arguments around that bare
+   interpreter, the stage, and the stage without a cgroup of its own.
 3. Runtimes: a trivial stage per call on `nix` vs `host` (resolution must not
    be paid per call), vs a naive `nix run FLAKE#python3` per call; first vs
    second use of a `venv` runtime. Nix uses the offline flake in tests/nixflake.
@@ -27,14 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from unittest import mock
 
-from timing import interleaved, median_seconds, row
+from timing import interleaved, interleaved_all, median_seconds, row
 
 from ipyrunner import Stage, run_script
 from ipyrunner.config import settings
-from ipyrunner.environment import find_program
+from ipyrunner.environment import find_program, removed
 from ipyrunner.process import Limits, run_process
 from ipyrunner.sandbox.overlay import remove_tree
 from ipyrunner.sandbox.probe import bwrap_status
@@ -78,6 +81,7 @@ def main() -> None:
             print(row("stage, --isolate none", unsandboxed, bare_python))
             print(row("stage, --isolate bwrap", sandboxed, bare_python))
             print(f"sandbox cost per call (bwrap vs none): ratio {sandboxed / unsandboxed:.2f}")
+            bwrap_floor(boxed, rounds)
             networked = Stage(stage.code, isolate="bwrap", effects="network")
             pure, network = interleaved(
                 lambda: boxed.run(1, sink=NullSink()),
@@ -106,6 +110,90 @@ def main() -> None:
     engine_rows(int(os.environ.get("BENCH_ENGINE_ROUNDS", "3")))
     display_rows(rounds)
     frame_rows(int(os.environ.get("BENCH_FRAME_ROUNDS", "5")))
+
+
+# bwrap options whose value is a descriptor of the run that captured them.
+_FD_OPTIONS = ("--seccomp", "--info-fd", "--block-fd", "--json-status-fd", "--sync-fd")
+
+
+def bwrap_floor(stage: Stage, rounds: int) -> None:
+    """bwrap alone, with the arguments a sandboxed stage's run gets, around
+    `python -I -c pass`: the floor of a sandboxed cold call, with nothing of
+    ipyrunner around it (no cgroup, no private directories made or removed, no
+    result), interleaved with the stage itself."""
+    from ipyrunner.sandbox import isolation
+
+    captured: list[list[str]] = []
+    filters: list[bytes] = []
+    real = isolation._Descriptors.arguments
+
+    def keep(self: isolation._Descriptors, args: Sequence[str]) -> int:
+        captured.append(list(args))
+        if self.seccomp is not None:
+            filters.append(os.pread(self.seccomp, 1 << 20, 0))
+        return real(self, args)
+
+    with mock.patch.object(isolation._Descriptors, "arguments", keep):
+        stage.run(1, sink=NullSink()).check()
+    removed()  # the run's private directories are gone before they are made again
+    args, program = _replayable(captured[-1])
+    bwrap = bwrap_status().path or "bwrap"
+
+    def floor() -> None:
+        passed = []
+        argv = [bwrap, *args]
+        if filters:  # the same filter, loaded as the run loads it
+            read, write = os.pipe()
+            os.write(write, filters[-1])
+            os.close(write)
+            passed.append(read)
+            argv[1:1] = ["--seccomp", str(read)]
+        try:
+            subprocess.run(
+                [*argv, "--", program, "-I", "-c", "pass"],
+                pass_fds=passed,
+                capture_output=True,
+                check=True,
+            )
+        finally:
+            for fd in passed:
+                os.close(fd)
+
+    def bare() -> None:
+        subprocess.run([program, "-I", "-c", "pass"], capture_output=True, check=True)
+
+    # The same stage without a cgroup of its own: joining one (a write to
+    # cgroup.procs) waits for an RCU grace period unless another join came just before.
+    uncounted = Stage(stage.code, isolate="bwrap", memory=0, processes=0)
+    actions = (
+        bare,
+        floor,
+        lambda: stage.run(1, sink=NullSink()),
+        lambda: uncounted.run(1, sink=NullSink()),
+    )
+    base, alone, staged, no_cgroup = interleaved_all(actions, rounds)
+    print(row("bare python -I -c pass (with the next three)", base))
+    print(row("bwrap alone, the stage's arguments", alone, base))
+    print(row("stage, --isolate bwrap", staged, base))
+    print(row("the same without a run cgroup", no_cgroup, base))
+    print(f"what ipyrunner adds to bwrap alone: {1e3 * (staged - alone):.1f} ms, of which "
+          f"{1e3 * (staged - no_cgroup):.1f} ms joining the run's cgroup")  # fmt: skip
+
+
+def _replayable(args: list[str]) -> tuple[list[str], str]:
+    """A run's bwrap arguments without its descriptors, its private directories
+    made again (the run removed them), and the interpreter it ran."""
+    kept: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] in _FD_OPTIONS:
+            i += 2
+            continue
+        if args[i] in ("--bind", "--ro-bind", "--dev-bind") and not os.path.lexists(args[i + 1]):
+            os.makedirs(args[i + 1], exist_ok=True)
+        kept.append(args[i])
+        i += 1
+    return kept, sys.executable
 
 
 def wrapper_start_up(rounds: int, tmp: Path) -> None:

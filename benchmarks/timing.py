@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def median_seconds(action: Callable[[], object], rounds: int) -> float:
@@ -21,13 +21,19 @@ def median_seconds(action: Callable[[], object], rounds: int) -> float:
 def interleaved(
     first: Callable[[], object], second: Callable[[], object], rounds: int
 ) -> tuple[float, float]:
-    times: tuple[list[float], list[float]] = ([], [])
+    a, b = interleaved_all((first, second), rounds)
+    return a, b
+
+
+def interleaved_all(actions: Sequence[Callable[[], object]], rounds: int) -> list[float]:
+    """The median time of each action, run one after another in every round."""
+    times: list[list[float]] = [[] for _ in actions]
     for _ in range(rounds):
-        for action, into in ((first, times[0]), (second, times[1])):
+        for action, into in zip(actions, times, strict=True):
             start = time.perf_counter()
             action()
             into.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(found) for found in times]
 
 
 def row(label: str, seconds: float, base: float | None = None) -> str:
