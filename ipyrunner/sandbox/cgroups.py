@@ -74,8 +74,17 @@ class RunCgroup:
         return "user-scope" if self.scope is not None else None
 
     @property
-    def procs_files(self) -> list[str]:
-        unique = {str(path / "cgroup.procs") for _, path in self.directories.values()}
+    def join_files(self) -> list[str]:
+        """The files a single-threaded launcher writes 0 to, to move itself in.
+
+        On cgroup v1 that is `tasks`: moving the writer's own (only) thread skips
+        the global lock that moving a whole process through `cgroup.procs`
+        takes, and with it an RCU grace period (10-20 ms) on most joins. v2
+        moves processes only, through `cgroup.procs`."""
+        unique = {
+            str(path / ("tasks" if hierarchy.version == 1 else "cgroup.procs"))
+            for hierarchy, path in self.directories.values()
+        }
         return sorted(unique)
 
     @property

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from .cgroups import RunCgroup
 
 EXIT_JOIN_FAILED = 125
-# $0 is a label; arguments up to "--" are cgroup.procs files to join.
+# $0 is a label; arguments up to "--" are the cgroups' join files (`RunCgroup.join_files`),
+# where 0 names the writer itself: sh is single-threaded, so its one thread is all of it.
 _JOIN = (
-    f'while [ "$1" != -- ]; do echo $$ > "$1" || exit {EXIT_JOIN_FAILED}; shift; done; '
+    f'while [ "$1" != -- ]; do echo 0 > "$1" || exit {EXIT_JOIN_FAILED}; shift; done; '
     'shift; exec "$@"'
 )
 
@@ -97,8 +98,8 @@ def launcher_argv(
     argv: list[str] = []
     if plan.mode == "user-scope" and cgroup is not None and cgroup.scope is not None:
         argv += cgroup.scope.prefix(limits.memory or 0)
-    if cgroup is not None and cgroup.procs_files:
-        argv += [shell, "-c", _JOIN, "ipyrunner-limits", *cgroup.procs_files, "--"]
+    if cgroup is not None and cgroup.join_files:
+        argv += [shell, "-c", _JOIN, "ipyrunner-limits", *cgroup.join_files, "--"]
     options = prlimit_args(limits, plan.address_space)
     if options:
         argv += [prlimit, *options, "--"]

@@ -49,12 +49,26 @@ def test_launcher_joins_cgroups_before_the_limits_and_the_program() -> None:
     assert argv[:2] == ["/bin/sh", "-c"]
     assert argv[3:] == [
         "ipyrunner-limits",
-        "/cg/pids/run/cgroup.procs",
+        "/cg/pids/run/tasks",
         "--",
         "/usr/bin/prlimit",
         "--nproc=8",
         "--",
     ]
+
+
+def test_the_launcher_joins_v1_by_its_thread_and_v2_by_its_process() -> None:
+    # v1: `tasks` moves the writer's one thread without the global lock; v2 has
+    # only `cgroup.procs`. Both take 0, the writer itself.
+    cgroup = RunCgroup(
+        {
+            "pids": (Hierarchy("pids", 1, Path("/v1/pids")), Path("/v1/pids/run")),
+            "memory": (Hierarchy("memory", 2, Path("/v2")), Path("/v2/run")),
+        }
+    )
+    assert cgroup.join_files == ["/v1/pids/run/tasks", "/v2/run/cgroup.procs"]
+    argv = launcher_argv(ResourceLimits(processes=8), cgroup, "/usr/bin/prlimit")
+    assert 'echo 0 > "$1"' in argv[2]
 
 
 def test_no_limits_no_prefix() -> None:
@@ -69,7 +83,7 @@ def test_a_memory_cgroup_holds_the_memory_limit_alone() -> None:
     """No RLIMIT_DATA or RLIMIT_AS on top: they would count what is only reserved."""
     argv = launcher_argv(ResourceLimits(memory=70 << 20), cgroup_of("memory", "pids"), "prlimit")
     assert memory_options(argv) == []
-    assert "/cg/memory/run/cgroup.procs" in argv
+    assert "/cg/memory/run/tasks" in argv
 
 
 def test_without_a_cgroup_memory_is_address_space_less_the_sandbox_tmpfs() -> None:
@@ -114,7 +128,7 @@ def test_a_user_scope_holds_memory_and_starts_before_the_cgroup_join() -> None:
     ]
     # The manager's address does not reach the run.
     assert argv[argv.index("--") + 1 : argv.index("--") + 4] == ["env", "-u", "XDG_RUNTIME_DIR"]
-    assert argv.index("/cg/pids/run/cgroup.procs") > argv.index("--")
+    assert argv.index("/cg/pids/run/tasks") > argv.index("--")
     assert [a for a in argv if a.startswith("--as")] == []
 
 
