@@ -220,7 +220,7 @@ def isolate(
             if cgroup is not None:
                 cgroup.close()
             watch.wait_gone()
-            if isolated is not None:  # the run may have written: commit what it did
+            if isolated is not None and layers:  # the run may have written: commit what it did
                 imports = kernel_import_dirs()
                 for layer in layers:
                     isolated.refused += commit(layer, readonly, imports).refused
