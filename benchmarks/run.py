@@ -162,8 +162,9 @@ def bwrap_floor(stage: Stage, rounds: int) -> None:
     def bare() -> None:
         subprocess.run([program, "-I", "-c", "pass"], capture_output=True, check=True)
 
-    # The same stage without a cgroup of its own: joining one (a write to
-    # cgroup.procs) waits for an RCU grace period unless another join came just before.
+    # The same stage without a cgroup of its own: what the join costs. (Through
+    # cgroup.procs it waited for an RCU grace period; by the launcher's one thread
+    # on v1, `RunCgroup.join_files`, it does not.)
     uncounted = Stage(stage.code, isolate="bwrap", memory=0, processes=0)
     actions = (
         bare,
