@@ -878,6 +878,67 @@ def test_python_fork_bomb_is_stopped_by_the_process_limit() -> None:
     assert os.spawnv(os.P_WAIT, "/bin/true", ["true"]) == 0  # the host can still fork
 
 
+def test_a_stage_cannot_leave_its_run_cgroup_and_the_limit_still_holds() -> None:
+    """Out of its cgroup, a stage would shed the process and memory limits: it looks
+    for a cgroup filesystem, tries to mount its own (v2 and v1) and to write itself
+    into any `tasks` or `cgroup.procs` it can reach; then forks past the limit."""
+    require_pids_cgroup()
+    marker = unique("cgescape")
+    result = run_stage(
+        """
+        import ctypes
+        import time
+
+        def execute(_):
+            libc = ctypes.CDLL(None, use_errno=True)
+            found = []
+            for line in open("/proc/self/mountinfo"):
+                if " - cgroup" in line:
+                    found.append(line.split()[4])
+            os.makedirs("/tmp/cg", exist_ok=True)
+            mounted = {}
+            for fstype, data in ((b"cgroup2", None), (b"cgroup", b"pids")):
+                done = libc.mount(b"none", b"/tmp/cg", fstype, 0, data)
+                failed = _errno.errorcode[ctypes.get_errno()]
+                mounted[fstype.decode()] = "mounted" if done == 0 else failed
+            moved = []
+            for top in ("/sys/fs/cgroup", "/tmp/cg", *found):
+                for root, _, files in os.walk(top):
+                    for name in ("tasks", "cgroup.procs"):
+                        if name in files:
+                            try:
+                                with open(os.path.join(root, name), "w") as handle:
+                                    handle.write("0")
+                                moved.append(os.path.join(root, name))
+                            except OSError:
+                                pass
+            children = 0
+            while children < 500:  # a safety valve: the limit must stop it long before
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    return {"found": found, "mounted": mounted, "moved": moved,
+                            "children": children, "error": outcome(exc)}
+                if pid == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                children += 1
+            return {"found": found, "mounted": mounted, "moved": moved,
+                    "children": children, "error": None}
+        """,
+        name=marker,
+        processes=16,
+        timeout=30,
+    )
+    assert result.ok, f"{result!r} {result.stderr[-500:]}"
+    value = result.value
+    assert value["found"] == [], value
+    assert value["moved"] == [], value
+    assert "mounted" not in value["mounted"].values(), value
+    assert (value["error"], value["children"] < 16) == ("EAGAIN", True), value
+    assert wait_until_gone(marker) == []
+
+
 def test_bash_fork_bomb_ends_at_the_timeout_and_leaves_nothing(
     sandbox_settings: IPyRunner,
 ) -> None:

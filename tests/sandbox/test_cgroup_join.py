@@ -1,5 +1,6 @@
-"""The launcher's cgroup join, on this host's real cgroups: everything the run
-starts is inside the run's cgroup from its first instruction."""
+"""The launcher's limits, on this host's real cgroups: everything the run starts
+is held from its first instruction, by the run's cgroup where there is one and by
+RLIMIT_NPROC always."""
 
 from __future__ import annotations
 
@@ -14,35 +15,37 @@ from ipyrunner.sandbox.limits import ResourceLimits, launcher_argv
 
 pytestmark = pytest.mark.sandbox
 
+# A child and a grandchild each say which pids cgroup they are in and their
+# process limit, while a third process (the sleep) runs beside them.
+TREE = (
+    "sleep 5 & grep :pids: /proc/self/cgroup; grep 'Max processes' /proc/self/limits; "
+    "sh -c \"grep :pids: /proc/self/cgroup; grep 'Max processes' /proc/self/limits\"; kill $!"
+)
 
-def test_every_process_the_launcher_starts_is_in_the_run_cgroup() -> None:
+
+def test_every_process_the_launcher_starts_is_held() -> None:
     cgroup = create_run_cgroup(64, None)
-    if cgroup is None or "pids" not in cgroup.limits:
-        # Only root may make cgroups on this host's hierarchies; another user's
-        # processes limit is RLIMIT_NPROC alone, and nothing is joined.
-        assert os.geteuid() != 0, "root can make a pids cgroup here, but none was made"
-        prefix = launcher_argv(ResourceLimits(processes=64), cgroup, "prlimit")
-        assert prefix == ["prlimit", "--nproc=64", "--"]
-        return
     try:
+        if os.geteuid() == 0:  # root is not bound by RLIMIT_NPROC: the cgroup must hold it
+            assert cgroup is not None, "root got no run cgroup"
+            assert "pids" in cgroup.limits, "root's run cgroup has no pids limit"
+        prefix = launcher_argv(ResourceLimits(processes=64), cgroup, "prlimit")
+        done = subprocess.run(
+            [*prefix, "/bin/sh", "-c", TREE], capture_output=True, text=True, check=True
+        )
+        lines = done.stdout.splitlines()
+        groups = [line.split(":", 2)[2] for line in lines if ":pids:" in line]
+        limits = [line.split()[2:4] for line in lines if line.startswith("Max processes")]
+        assert limits == [["64", "64"]] * 2, lines
+        if cgroup is None or "pids" not in cgroup.limits:
+            return  # a user without a delegated cgroup: the rlimit above is what holds
         _, path = cgroup.directories["pids"]
         own = next(
             line.split(":", 2)[2]
             for line in Path("/proc/self/cgroup").read_text().splitlines()
-            if line.split(":")[1] == "pids"
+            if ":pids:" in line
         )
-        expected = f"{own.rstrip('/')}/{path.name}"
-        prefix = launcher_argv(ResourceLimits(processes=64), cgroup, "prlimit")
-        # A child and a grandchild each say which pids cgroup they are in.
-        tree = "sleep 5 & grep :pids: /proc/self/cgroup; sh -c 'grep :pids: /proc/self/cgroup'"
-        done = subprocess.run(
-            [*prefix, "/bin/sh", "-c", f"{tree}; cat {path}/cgroup.procs | wc -l; kill $!"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = done.stdout.split()
-        assert [line.split(":", 2)[2] for line in lines[:2]] == [expected] * 2, lines
-        assert int(lines[2]) >= 3  # the shell, the sleep in the background, and cat
+        assert groups == [f"{own.rstrip('/')}/{path.name}"] * 2, lines
     finally:
-        cgroup.close()
+        if cgroup is not None:
+            cgroup.close()
